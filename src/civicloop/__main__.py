@@ -1,0 +1,3 @@
+from civicloop.cli.main import app
+
+app()

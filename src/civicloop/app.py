@@ -1,0 +1,34 @@
+"""The FastAPI application: JSON API under ``/api/v1`` and OpenAPI docs at ``/docs``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from civicloop import __version__
+from civicloop.core.http import install_error_handlers
+
+
+def create_app() -> FastAPI:
+    """Build the application with every domain's routes and the one error handler."""
+    from civicloop.analytics.routes import router as analytics_router
+    from civicloop.catalog.routes import router as catalog_router
+    from civicloop.org.routes import router as org_router
+    from civicloop.requests.ledger_routes import router as ledger_router
+    from civicloop.requests.routes import router as requests_router
+
+    app = FastAPI(
+        title="civicloop",
+        version=__version__,
+        description="接诉即办：诉求受理、派单、签收、办结、回访、督办与三率考核。"
+        " The closed loop of citizen requests: intake, dispatch, deadlines, callback, supervision, rates.",
+    )
+    install_error_handlers(app)
+    for router in (requests_router, org_router, catalog_router, ledger_router, analytics_router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness probe: ``{"status": "ok"}``."""
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,142 @@
+"""Messages in the user's language: Simplified Chinese first, English on request.
+
+The catalogue below maps a stable message code to its Chinese and English text (``str.format``
+placeholders). The client's language comes from ``Accept-Language`` (RFC 9110 §12.5.4): the first
+of ``zh``/``en`` it names wins, else the configured default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGS = ("zh", "en")
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # generic
+    "internal": ("系统内部错误，已记录，请稍后重试", "Internal error; it has been logged, please retry later"),
+    "validation": ("提交的内容有误", "The submitted data is invalid"),
+    "not_found": ("{what}不存在：{id}", "{what} not found: {id}"),
+    "conflict_state": (
+        "当前状态为“{status}”，不能执行“{action}”",
+        "Cannot {action} while the status is '{status}'",
+    ),
+    "conflict_race": (
+        "该记录刚被他人处理，请刷新后重试",
+        "Someone else changed this record just now; reload and try again",
+    ),
+    "forbidden_role": ("角色“{role}”无权执行“{action}”", "Role '{role}' may not {action}"),
+    "bad_json": ("请求体不是有效的 UTF-8 JSON", "The request body is not valid UTF-8 JSON"),
+    # field-level validation (pydantic error types)
+    "v.missing": ("此项必填", "This field is required"),
+    "v.string_too_long": ("不能超过 {max_length} 个字符", "At most {max_length} characters"),
+    "v.string_too_short": ("至少 {min_length} 个字符", "At least {min_length} characters"),
+    "v.too_long": ("最多 {max_length} 项", "At most {max_length} items"),
+    "v.too_short": ("至少 {min_length} 项", "At least {min_length} items"),
+    "v.greater_than_equal": ("不能小于 {ge}", "Must be at least {ge}"),
+    "v.less_than_equal": ("不能大于 {le}", "Must be at most {le}"),
+    "v.greater_than": ("必须大于 {gt}", "Must be greater than {gt}"),
+    "v.less_than": ("必须小于 {lt}", "Must be less than {lt}"),
+    "v.int_parsing": ("应为整数", "Must be an integer"),
+    "v.int_type": ("应为整数", "Must be an integer"),
+    "v.float_parsing": ("应为数字", "Must be a number"),
+    "v.float_type": ("应为数字", "Must be a number"),
+    "v.finite_number": ("应为有限数字", "Must be a finite number"),
+    "v.string_type": ("应为文本", "Must be text"),
+    "v.bool_parsing": ("应为是或否（true/false）", "Must be true or false"),
+    "v.bool_type": ("应为是或否（true/false）", "Must be true or false"),
+    "v.enum": ("取值无效，可选：{expected}", "Invalid value; expected one of: {expected}"),
+    "v.literal_error": ("取值无效，可选：{expected}", "Invalid value; expected one of: {expected}"),
+    "v.date_from_datetime_parsing": ("日期格式应为 YYYY-MM-DD", "Date must be YYYY-MM-DD"),
+    "v.date_parsing": ("日期格式应为 YYYY-MM-DD", "Date must be YYYY-MM-DD"),
+    "v.date_type": ("日期格式应为 YYYY-MM-DD", "Date must be YYYY-MM-DD"),
+    "v.datetime_parsing": ("时间格式应为 ISO 8601", "Time must be ISO 8601"),
+    "v.datetime_from_date_parsing": ("时间格式应为 ISO 8601", "Time must be ISO 8601"),
+    "v.datetime_type": ("时间格式应为 ISO 8601", "Time must be ISO 8601"),
+    "v.timezone_aware": ("时间必须带时区", "Time must carry a time zone"),
+    "v.string_pattern_mismatch": ("格式不正确", "Wrong format"),
+    "v.extra_forbidden": ("不认识的字段", "Unknown field"),
+    "v.json_invalid": ("不是有效的 JSON", "Not valid JSON"),
+    "v.model_attributes_type": ("应为对象", "Must be an object"),
+    "v.dict_type": ("应为对象", "Must be an object"),
+    "v.list_type": ("应为列表", "Must be a list"),
+    "v.value_error": ("取值无效：{error}", "Invalid value: {error}"),
+    "v.default": ("取值无效", "Invalid value"),
+    # domain validation
+    "v.unknown_unit": ("承办单位不存在：{id}", "Unknown handling unit: {id}"),
+    "v.unknown_category": ("诉求分类不存在：{id}", "Unknown category: {id}"),
+    "v.unknown_grid": ("网格不存在：{id}", "Unknown grid: {id}"),
+    "v.latlon_pair": ("经度和纬度须同时提供", "Latitude and longitude go together"),
+    "v.phone": ("电话号码格式不正确", "Not a valid phone number"),
+    "v.blank": ("不能为空白", "Must not be blank"),
+    "v.control_chars": ("含有不可见的控制字符", "Contains control characters"),
+    "v.reason_required": ("须说明理由", "A reason is required"),
+    "v.deadline_past": ("新的期限须晚于现在和原期限", "The new deadline must be later than now and the old one"),
+    "v.assisting_is_lead": ("协办单位不能与主办单位相同", "An assisting unit cannot also be the lead"),
+    "v.date_range": ("开始日期不能晚于结束日期", "The start date must not be after the end date"),
+    "v.month": ("月份格式应为 YYYY-MM", "Month must be YYYY-MM"),
+    "v.year_range": ("年份须在 {min} 到 {max} 之间", "The year must be between {min} and {max}"),
+    "v.day_outside_year": ("日期 {date} 不在 {year} 年内", "Date {date} is not in {year}"),
+    "v.duplicate_day": ("日期 {date} 重复出现", "Date {date} appears twice"),
+    "v.satisfaction_without_resolved": ("须同时给出是否解决和满意度", "Give both resolved and satisfaction"),
+    "v.extension_not_pending": ("没有待审批的延期申请", "There is no pending extension request"),
+    "fallback_no_return": ("兜底工单不能退单", "A fallback order cannot be returned"),
+    "duplicate_of_self": ("不能标记为自身的重复件", "A request cannot duplicate itself"),
+    "v.duplicate_of_required": ("重复件须指明原诉求编号", "Name the request this one duplicates"),
+    "no_district": ("找不到可兜底的区级单位", "No district unit to fall back to"),
+    "v.code_taken": ("编码已被使用：{code}", "Code already in use: {code}"),
+    "v.not_lead_order": ("只有主办工单能执行此操作", "Only the lead work order can do this"),
+}
+
+LABELS: dict[str, tuple[str, str]] = {
+    "ServiceRequest": ("诉求", "Service request"),
+    "WorkOrder": ("工单", "Work order"),
+    "OrgUnit": ("承办单位", "Handling unit"),
+    "Category": ("诉求分类", "Category"),
+    "Grid": ("网格", "Grid"),
+}
+
+
+def pick_language(accept_language: str | None, default: str = "zh") -> str:
+    """Return ``"zh"`` or ``"en"`` from an ``Accept-Language`` header value.
+
+    Entries are taken in order of their ``q`` weight; the first one whose primary tag is ``zh`` or
+    ``en`` wins. Malformed entries are skipped; with no match, ``default``.
+    """
+    if not accept_language:
+        return default
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept_language.split(",")):
+        pieces = part.strip().split(";")
+        tag = pieces[0].strip().lower()
+        weight = 1.0
+        for param in pieces[1:]:
+            name, _, val = param.strip().partition("=")
+            if name.strip() == "q":
+                try:
+                    weight = float(val)
+                except ValueError:
+                    weight = 0.0
+        primary = tag.split("-")[0]
+        if primary in LANGS and weight > 0:
+            ranked.append((-weight, position, primary))
+    return sorted(ranked)[0][2] if ranked else default
+
+
+def translate(code: str, lang: str, **params: Any) -> str:
+    """Return the message ``code`` in ``lang`` with ``params`` filled in.
+
+    An unknown code falls back to the generic validation message; a missing placeholder leaves
+    the template as it is rather than raising.
+    """
+    zh, en = MESSAGES.get(code, MESSAGES["v.default"])
+    template = en if lang == "en" else zh
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return template
+
+
+def label(name: str, lang: str) -> str:
+    """Return the user-facing name of an entity (``"WorkOrder"`` → 工单 / Work order)."""
+    zh, en = LABELS.get(name, (name, name))
+    return en if lang == "en" else zh

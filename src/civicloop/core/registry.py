@@ -1,0 +1,9 @@
+"""Import every domain's models so that ``Base.metadata`` knows all tables (for Alembic)."""
+
+from civicloop.catalog import models as _catalog  # noqa: F401
+from civicloop.core import models as _core  # noqa: F401
+from civicloop.core.db import Base
+from civicloop.org import models as _org  # noqa: F401
+from civicloop.requests import models as _requests  # noqa: F401
+
+metadata = Base.metadata

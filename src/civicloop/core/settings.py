@@ -1,0 +1,64 @@
+"""Settings read from the environment (prefix ``CIVICLOOP_``) and an optional ``.env`` file.
+
+Every knob of the loop that a city may want to change lives here, with the unit in its name or
+docstring: durations are seconds, deadlines in days are working days.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """civicloop's configuration. Read once per process by :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="CIVICLOOP_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./civicloop.db"
+    """SQLAlchemy URL. SQLite (WAL mode) by default; ``postgresql+psycopg://...`` in production."""
+    timezone: str = "Asia/Shanghai"
+    """Zone in which times are shown to users and working days are counted. Times are stored in UTC."""
+    default_language: str = "zh"
+    """Language of messages when the client does not ask for another (``zh`` or ``en``)."""
+
+    max_returns: int = Field(2, ge=1, le=20)
+    """Returns (退单) after which a request falls back (兜底) to its district."""
+    max_reopens: int = Field(1, ge=0, le=10)
+    """Reopens (重办) after an unresolved or dissatisfied callback before the request is closed anyway
+    (and put under supervision)."""
+
+    response_seconds_urgent: int = Field(2 * 3600, gt=0)
+    """Time to acknowledge (签收) an urgent work order, in seconds of clock time."""
+    response_seconds_default: int = Field(24 * 3600, gt=0)
+    """Time to acknowledge any other work order, in seconds of clock time."""
+
+    basic_satisfaction_weight: float = Field(0.8, ge=0.0, le=1.0)
+    """Weight of a 'basically satisfied' (基本满意) rating in the satisfaction rate."""
+    weight_response: float = Field(0.10, ge=0.0)
+    weight_resolution: float = Field(0.45, ge=0.0)
+    weight_satisfaction: float = Field(0.45, ge=0.0)
+    """Weights of the three rates in the composite score (normalised to sum 1)."""
+
+    worker_interval_seconds: int = Field(60, ge=1)
+    """Seconds between two rounds of periodic jobs in ``civicloop worker``."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone, so a typo fails at start-up
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The users' time zone as a ``ZoneInfo``."""
+        return ZoneInfo(self.timezone)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings (cached; call ``get_settings.cache_clear()`` in tests)."""
+    return Settings()

@@ -1,0 +1,54 @@
+"""Tables of the ``org`` domain: handling units in a hierarchy, and grids with their polygons."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from civicloop.core.db import Base
+
+
+class UnitKind(StrEnum):
+    """Kinds of handling unit. The first three form the administrative hierarchy."""
+
+    DISTRICT = "district"  # 区
+    STREET = "street"  # 街道 / 乡镇
+    COMMUNITY = "community"  # 社区 / 村
+    DEPARTMENT = "department"  # 委办局
+    PROPERTY = "property"  # 物业
+    UTILITY = "utility"  # 水电气热等公共服务企业
+
+
+class OrgUnit(Base):
+    """A handling unit. ``parent`` is the unit it reports to (a community's street, a street's
+    district; a department's or a utility's district, or none for a city-level one)."""
+
+    __tablename__ = "org_units"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[UnitKind] = mapped_column(String(20), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    contact_name: Mapped[str] = mapped_column(String(100), default="")
+    contact_phone: Mapped[str] = mapped_column(String(40), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    parent: Mapped[OrgUnit | None] = relationship(remote_side="OrgUnit.id", lazy="joined", join_depth=3)
+    grids: Mapped[list[Grid]] = relationship(back_populates="community", lazy="selectin")
+
+
+class Grid(Base):
+    """A grid (网格): the smallest management area, with a GeoJSON polygon, inside a community."""
+
+    __tablename__ = "grids"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    community_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    geometry: Mapped[dict] = mapped_column(JSON)
+
+    community: Mapped[OrgUnit] = relationship(back_populates="grids")

@@ -1,0 +1,195 @@
+"""Tables of the ``requests`` domain: service requests, work orders, events and supervisions.
+
+Statuses are ``StrEnum`` values stored as strings, so the same code runs on SQLite and PostgreSQL.
+Every time is stored in UTC (``UTCDateTime``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from civicloop.core.db import Base, UTCDateTime
+
+
+class Channel(StrEnum):
+    """Where a request came from (渠道)."""
+
+    HOTLINE = "hotline"
+    APP = "app"
+    WEB = "web"
+    GRID_WORKER = "grid_worker"
+    SOCIAL_MEDIA = "social_media"
+    OPEN311 = "open311"
+    PROACTIVE = "proactive"
+
+
+class RequestStatus(StrEnum):
+    """Status of a service request in the closed loop."""
+
+    SUBMITTED = "submitted"  # 待受理
+    ACCEPTED = "accepted"  # 已受理，待派单
+    REJECTED = "rejected"  # 不予受理
+    DISPATCHED = "dispatched"  # 已派单，待签收
+    IN_PROGRESS = "in_progress"  # 办理中
+    REPLIED = "replied"  # 已办结，待回访
+    CLOSED = "closed"  # 已结案
+
+
+class WorkOrderStatus(StrEnum):
+    """Status of one work order (one request × one unit)."""
+
+    PENDING = "pending"  # 待签收
+    ACKNOWLEDGED = "acknowledged"  # 已签收
+    RETURNED = "returned"  # 已退单
+    EXTENSION_REQUESTED = "extension_requested"  # 延期申请中
+    REPLIED = "replied"  # 已答复
+    CLOSED = "closed"  # 已结案
+    REOPENED = "reopened"  # 已重办（由新一轮工单接替）
+    CANCELLED = "cancelled"  # 已撤销
+
+
+class WorkOrderRole(StrEnum):
+    LEAD = "lead"  # 主办
+    ASSISTING = "assisting"  # 协办
+
+
+class RejectReason(StrEnum):
+    DUPLICATE = "duplicate"  # 重复件
+    OUT_OF_SCOPE = "out_of_scope"  # 不属于受理范围
+    NO_CONTENT = "no_content"  # 无实质内容
+
+
+class Satisfaction(StrEnum):
+    SATISFIED = "satisfied"  # 满意
+    BASICALLY_SATISFIED = "basically_satisfied"  # 基本满意
+    DISSATISFIED = "dissatisfied"  # 不满意
+
+
+class ExtensionStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REFUSED = "refused"
+
+
+class SupervisionReason(StrEnum):
+    OVERDUE = "overdue"  # 超期
+    DISSATISFIED = "dissatisfied"  # 不满意
+    MANUAL = "manual"  # 督办人员发起
+
+
+class ServiceRequest(Base):
+    """A citizen's request (诉求). The citizen's contact is stored and only ever shown masked."""
+
+    __tablename__ = "service_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[Channel] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    citizen_name: Mapped[str] = mapped_column(String(100), default="")
+    citizen_phone: Mapped[str] = mapped_column(String(40), default="")
+    address: Mapped[str] = mapped_column(String(500), default="")
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"), index=True)
+    street_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"), index=True)
+    deadline_tier: Mapped[str] = mapped_column(String(8))
+    support_count: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[RequestStatus] = mapped_column(String(20), index=True)
+    reject_reason: Mapped[str | None] = mapped_column(String(20))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("service_requests.id"))
+    lead_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    return_count: Mapped[int] = mapped_column(Integer, default=0)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    external_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    work_orders: Mapped[list[WorkOrder]] = relationship(
+        back_populates="request", order_by="WorkOrder.id", lazy="selectin"
+    )
+
+
+class WorkOrder(Base):
+    """One assignment of a request to one unit (工单). ``round`` counts re-dispatches and reopens.
+
+    ``response_due_at`` (签收时限) runs from dispatch; ``due_at`` (办理时限) from acknowledgement.
+    """
+
+    __tablename__ = "work_orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("service_requests.id"), index=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    role: Mapped[WorkOrderRole] = mapped_column(String(12))
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[WorkOrderStatus] = mapped_column(String(24), index=True)
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    deadline_tier: Mapped[str] = mapped_column(String(8))
+    dispatched_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    response_due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    due_provisional: Mapped[bool] = mapped_column(Boolean, default=False)
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    return_reason: Mapped[str | None] = mapped_column(String(500))
+    extension_status: Mapped[str | None] = mapped_column(String(12))
+    extension_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    extension_reason: Mapped[str | None] = mapped_column(String(500))
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    callback_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    resolved: Mapped[bool | None] = mapped_column(Boolean)
+    satisfaction: Mapped[str | None] = mapped_column(String(24))
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    request: Mapped[ServiceRequest] = relationship(back_populates="work_orders")
+
+    __table_args__ = (Index("ix_work_orders_unit_status", "unit_id", "status"),)
+
+
+class RequestEvent(Base):
+    """One line of a request's history: who fired which action, when, from what to what, and why."""
+
+    __tablename__ = "request_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("service_requests.id"), index=True)
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id"))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str | None] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(100))
+    actor_role: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Supervision(Base):
+    """A supervision case (督办) on an overdue or dissatisfied request, or opened by hand."""
+
+    __tablename__ = "supervisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("service_requests.id"), index=True)
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id"))
+    reason: Mapped[SupervisionReason] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    redo: Mapped[bool] = mapped_column(Boolean, default=False)
+    open: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    opened_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

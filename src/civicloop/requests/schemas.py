@@ -1,0 +1,237 @@
+"""API shapes of the ``requests`` domain. Inputs are strict (unknown fields refused); outputs
+never carry a citizen's contact unmasked."""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from civicloop.catalog.models import DeadlineTier
+from civicloop.core.validation import Id, Phone, Text, mask_name, mask_phone
+from civicloop.requests.models import (
+    Channel,
+    RejectReason,
+    RequestEvent,
+    Satisfaction,
+    ServiceRequest,
+    Supervision,
+    WorkOrder,
+)
+
+Title = Text(200, required=True)
+Body = Text(4000, required=True)
+Short = Text(100)
+Address = Text(500)
+Note = Text(2000)
+Reason = Text(500, required=True)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class RequestCreate(Strict):
+    """A new request (诉求) as intake receives it. ``description`` holds at most 4,000 characters,
+    the Open311 GeoReport v2 limit. Latitude and longitude are WGS 84 degrees and come together."""
+
+    channel: Channel = Channel.HOTLINE
+    title: Title  # type: ignore[valid-type]
+    description: Body  # type: ignore[valid-type]
+    citizen_name: Short = ""  # type: ignore[valid-type]
+    citizen_phone: Phone = ""
+    address: Address = ""  # type: ignore[valid-type]
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
+    grid_id: Id | None = None
+    category_id: Id | None = None
+    deadline_tier: DeadlineTier | None = None
+    support_count: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+    @model_validator(mode="after")
+    def _pair(self) -> RequestCreate:
+        if (self.lat is None) != (self.lon is None):
+            raise PydanticCustomError("latlon_pair", "lat and lon go together")
+        return self
+
+
+class AcceptIn(Strict):
+    category_id: Id | None = None
+    deadline_tier: DeadlineTier | None = None
+    note: Note = ""  # type: ignore[valid-type]
+
+
+class RejectIn(Strict):
+    reason: RejectReason
+    duplicate_of_id: Id | None = None
+    note: Note = ""  # type: ignore[valid-type]
+
+
+class DispatchIn(Strict):
+    lead_unit_id: Id
+    assisting_unit_ids: Annotated[list[Id], Field(max_length=20)] = []
+    note: Note = ""  # type: ignore[valid-type]
+
+
+class ReturnIn(Strict):
+    reason: Reason  # type: ignore[valid-type]
+
+
+class ExtensionIn(Strict):
+    """Ask for a new deadline: either ``until`` (an aware time) or ``extra_working_days``."""
+
+    reason: Reason  # type: ignore[valid-type]
+    until: AwareDatetime | None = None
+    extra_working_days: Annotated[int, Field(ge=1, le=60)] | None = None
+
+
+class ExtensionDecisionIn(Strict):
+    approve: bool
+    due_at: AwareDatetime | None = None
+    reason: Note = ""  # type: ignore[valid-type]
+
+
+class ReplyIn(Strict):
+    text: Body  # type: ignore[valid-type]
+
+
+class CallbackIn(Strict):
+    resolved: bool
+    satisfaction: Satisfaction
+    note: Note = ""  # type: ignore[valid-type]
+
+
+class ReopenIn(Strict):
+    reason: Reason  # type: ignore[valid-type]
+
+
+class SuperviseIn(Strict):
+    note: Reason  # type: ignore[valid-type]
+    redo: bool = False
+
+
+class CloseSupervisionIn(Strict):
+    note: Note = ""  # type: ignore[valid-type]
+
+
+class WorkOrderOut(BaseModel):
+    """A work order as the API shows it. Times are ISO 8601 in UTC."""
+
+    id: int
+    request_id: int
+    unit_id: int
+    role: str
+    round: int
+    status: str
+    fallback: bool
+    deadline_tier: str
+    dispatched_at: datetime
+    response_due_at: datetime
+    acknowledged_at: datetime | None
+    due_at: datetime | None
+    due_provisional: bool
+    returned_at: datetime | None
+    return_reason: str | None
+    extension_status: str | None
+    extension_until: datetime | None
+    extension_reason: str | None
+    replied_at: datetime | None
+    reply_text: str | None
+    callback_at: datetime | None
+    resolved: bool | None
+    satisfaction: str | None
+    overdue: bool
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, order: WorkOrder) -> WorkOrderOut:
+        return cls.model_validate(order, from_attributes=True)
+
+
+class RequestOut(BaseModel):
+    """A request as the API shows it: the citizen's name and phone are masked."""
+
+    id: int
+    channel: str
+    title: str
+    description: str
+    citizen_name: str
+    citizen_phone: str
+    address: str
+    lat: float | None
+    lon: float | None
+    grid_id: int | None
+    street_id: int | None
+    district_id: int | None
+    category_id: int | None
+    deadline_tier: str
+    support_count: int
+    status: str
+    reject_reason: str | None
+    duplicate_of_id: int | None
+    lead_unit_id: int | None
+    return_count: int
+    reopen_count: int
+    fallback: bool
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    work_orders: list[WorkOrderOut]
+
+    @classmethod
+    def of(cls, request: ServiceRequest) -> RequestOut:
+        data: dict[str, Any] = {c: getattr(request, c) for c in cls.model_fields if c != "work_orders"}
+        data["citizen_name"] = mask_name(request.citizen_name)
+        data["citizen_phone"] = mask_phone(request.citizen_phone)
+        data["work_orders"] = [WorkOrderOut.of(o) for o in request.work_orders]
+        return cls.model_validate(data)
+
+
+class EventOut(BaseModel):
+    id: int
+    work_order_id: int | None
+    action: str
+    from_status: str | None
+    to_status: str | None
+    actor: str
+    actor_role: str
+    reason: str
+    data: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, event: RequestEvent) -> EventOut:
+        return cls.model_validate(event, from_attributes=True)
+
+
+class SupervisionOut(BaseModel):
+    id: int
+    request_id: int
+    work_order_id: int | None
+    reason: str
+    note: str
+    redo: bool
+    open: bool
+    opened_by: str
+    created_at: datetime
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, case: Supervision) -> SupervisionOut:
+        return cls.model_validate(case, from_attributes=True)
+
+
+class CalendarDayIn(Strict):
+    date: dt.date
+    working: bool
+    name: Short = ""  # type: ignore[valid-type]
+
+
+class CalendarYearIn(Strict):
+    """A year's official schedule: the exceptions to the weekend rule."""
+
+    days: Annotated[list[CalendarDayIn], Field(max_length=400)]
+    source: Text(200) = ""  # type: ignore[valid-type]

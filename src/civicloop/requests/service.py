@@ -1,0 +1,195 @@
+"""Shared machinery of the request use cases: load records, apply a guarded transition as a
+conditional UPDATE, and record the event. The use cases themselves live in ``intake``,
+``handling`` and ``closing``. Services never commit: the HTTP request, job or command does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from civicloop.core.errors import ConcurrentUpdate, NotFound
+from civicloop.core.roles import Role
+from civicloop.core.timeutil import utcnow
+from civicloop.requests.models import (
+    RequestEvent,
+    ServiceRequest,
+    Supervision,
+    SupervisionReason,
+    WorkOrder,
+    WorkOrderRole,
+)
+from civicloop.requests.rules import REQUEST_RULES, WORK_ORDER_RULES, Action, check
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who fires a transition: a display name (or user id), their role, and their unit if any."""
+
+    name: str
+    role: Role
+    unit_id: int | None = None
+
+
+SYSTEM = Actor("system", Role.SYSTEM)
+
+
+def get_request(session: Session, *, request_id: int) -> ServiceRequest:
+    """Return request ``request_id``; raises ``NotFound`` (404)."""
+    found = session.get(ServiceRequest, request_id)
+    if found is None:
+        raise NotFound("ServiceRequest", request_id)
+    return found
+
+
+def get_work_order(session: Session, *, work_order_id: int) -> WorkOrder:
+    """Return work order ``work_order_id``; raises ``NotFound`` (404)."""
+    found = session.get(WorkOrder, work_order_id)
+    if found is None:
+        raise NotFound("WorkOrder", work_order_id)
+    return found
+
+
+def active_lead(request: ServiceRequest) -> WorkOrder | None:
+    """Return the request's live lead work order (the latest one not returned, reopened or
+    cancelled), or ``None``."""
+    from civicloop.requests.rules import ACTIVE_ORDER
+
+    leads = [o for o in request.work_orders if o.role == WorkOrderRole.LEAD and o.status in ACTIVE_ORDER]
+    return leads[-1] if leads else None
+
+
+def move_request(
+    session: Session,
+    request: ServiceRequest,
+    action: Action,
+    *,
+    actor: Actor,
+    target: str | None = None,
+    values: dict[str, Any] | None = None,
+    now: datetime,
+) -> tuple[str, str]:
+    """Apply ``action`` to ``request`` as ``UPDATE … WHERE id = :id AND version = :seen``.
+
+    Returns (from status, to status). Raises ``IllegalTransition``/``Forbidden`` from the table,
+    and ``ConcurrentUpdate`` when another transaction changed the request since it was read.
+    """
+    current = str(request.status)
+    new = check(REQUEST_RULES, action, current=current, target=target, role=actor.role)
+    changes = {"status": new, "updated_at": now, "version": request.version + 1, **(values or {})}
+    result = session.execute(
+        update(ServiceRequest)
+        .where(ServiceRequest.id == request.id, ServiceRequest.version == request.version)
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentUpdate()
+    session.refresh(request)
+    return current, new
+
+
+def move_order(
+    session: Session,
+    order: WorkOrder,
+    action: Action,
+    *,
+    actor: Actor,
+    values: dict[str, Any] | None = None,
+) -> tuple[str, str]:
+    """Apply ``action`` to ``order`` as a conditional UPDATE on its status and version.
+
+    Returns (from status, to status). Raises like :func:`move_request`.
+    """
+    current = str(order.status)
+    new = check(WORK_ORDER_RULES, action, current=current, role=actor.role)
+    changes = {"status": new, "version": order.version + 1, **(values or {})}
+    result = session.execute(
+        update(WorkOrder)
+        .where(WorkOrder.id == order.id, WorkOrder.status == current, WorkOrder.version == order.version)
+        .values(**changes)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConcurrentUpdate()
+    session.refresh(order)
+    return current, new
+
+
+def record(
+    session: Session,
+    *,
+    request: ServiceRequest,
+    action: Action | str,
+    actor: Actor,
+    now: datetime,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    order: WorkOrder | None = None,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+) -> RequestEvent:
+    """Append one event to the request's history (who, when, from, to, why) and return it."""
+    event = RequestEvent(
+        request_id=request.id,
+        work_order_id=order.id if order else None,
+        action=str(action),
+        from_status=from_status,
+        to_status=to_status,
+        actor=actor.name,
+        actor_role=actor.role.value,
+        reason=reason,
+        data=data or {},
+        created_at=now,
+    )
+    session.add(event)
+    return event
+
+
+def open_supervision(
+    session: Session,
+    *,
+    request: ServiceRequest,
+    order: WorkOrder | None,
+    reason: SupervisionReason,
+    actor: Actor,
+    now: datetime,
+    note: str = "",
+    redo: bool = False,
+) -> Supervision:
+    """Open a supervision case (督办) on ``request``; an open case of the same reason on the same
+    order is reused so the periodic job does not pile duplicates up."""
+    existing = session.scalars(
+        select(Supervision).where(
+            Supervision.request_id == request.id,
+            Supervision.work_order_id == (order.id if order else None),
+            Supervision.reason == reason,
+            Supervision.open.is_(True),
+        )
+    ).first()
+    if existing is not None and not note:
+        return existing
+    case = Supervision(
+        request_id=request.id, work_order_id=order.id if order else None, reason=reason, note=note,
+        redo=redo, open=True, opened_by=actor.name, created_at=now,
+    )
+    session.add(case)
+    session.flush()
+    return case
+
+
+def history(session: Session, *, request_id: int) -> Sequence[RequestEvent]:
+    """Return the request's events, oldest first."""
+    return session.scalars(
+        select(RequestEvent).where(RequestEvent.request_id == request_id).order_by(RequestEvent.id)
+    ).all()
+
+
+def now_or(now: datetime | None) -> datetime:
+    """Return ``now`` if given (tests, replays) else the current UTC time."""
+    return now or utcnow()

@@ -1,0 +1,147 @@
+"""Test fixtures: a real database built by the migrations, on SQLite and (when
+``CIVICLOOP_TEST_POSTGRES_URL`` is set) on PostgreSQL; tables are emptied after every test.
+
+Every test that asks for ``engine`` (or anything built on it) runs once per backend.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from civicloop.catalog.service import BUILTIN_TREE, load_tree
+from civicloop.core.db import Base, make_engine, session_factory
+from civicloop.core.http import get_session
+from civicloop.core.migrate import upgrade
+from civicloop.core.registry import metadata
+from civicloop.core.settings import Settings, get_settings
+from civicloop.importers.sample_city import build
+
+PG_URL = os.environ.get("CIVICLOOP_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+def _worker_database(url: str, worker: str) -> str:
+    """Return a URL of a database of this xdist worker's own (created if missing), so parallel
+    workers never truncate each other's tables."""
+    if worker in ("", "master"):
+        return url
+    base, _, name = url.rpartition("/")
+    own = f"{name}_{worker}"
+    admin = make_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": own}).first() is None:
+            conn.execute(text(f'CREATE DATABASE "{own}"'))
+    admin.dispose()
+    return f"{base}/{own}"
+
+
+def _reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """An engine on a schema freshly built by ``alembic upgrade head``."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    else:
+        assert PG_URL
+        url = _worker_database(PG_URL, os.environ.get("PYTEST_XDIST_WORKER", ""))
+        _reset_postgres(url)
+    upgrade(url)
+    eng = make_engine(url)
+    yield eng
+    eng.dispose()
+
+
+def _empty(engine: Engine) -> None:
+    tables = [t.name for t in reversed(metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+
+
+@pytest.fixture
+def db(engine: Engine) -> Iterator[Engine]:
+    """The engine, with every table emptied after the test."""
+    yield engine
+    _empty(engine)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Default settings (the tests that need others build their own)."""
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def session(db: Engine) -> Iterator[Session]:
+    """A session on the test database; the test decides whether to commit."""
+    s = session_factory(db)()
+    try:
+        yield s
+    finally:
+        s.rollback()
+        s.close()
+
+
+@pytest.fixture
+def city(db: Engine) -> dict[str, int]:
+    """The sample city and the built-in category tree, committed. Returns ids by unit code, plus
+    ``cat:<path>`` for categories."""
+    from sqlalchemy import select
+
+    from civicloop.catalog.models import Category
+    from civicloop.org.models import OrgUnit
+
+    with session_factory(db)() as s:
+        build(s)
+        load_tree(s, csv_path=BUILTIN_TREE)
+        s.commit()
+        ids = {u.code: u.id for u in s.scalars(select(OrgUnit))}
+        ids.update({f"cat:{c.path}": c.id for c in s.scalars(select(Category))})
+    return ids
+
+
+@pytest.fixture
+def client(db: Engine, settings: Settings) -> Iterator[TestClient]:
+    """An HTTP client on the app, wired to the test database."""
+    from civicloop.app import create_app
+
+    app = create_app()
+
+    def _session() -> Iterator[Session]:
+        s = session_factory(db)()
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    app.dependency_overrides[get_session] = _session
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+SHARED_DATA = Path(os.environ.get("CIVICLOOP_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+__all__ = ["SHARED_DATA", "Base"]

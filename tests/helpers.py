@@ -1,0 +1,61 @@
+"""Small explicit helpers that build test data through the real services."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from civicloop.core.roles import Role
+from civicloop.core.settings import Settings
+from civicloop.requests import closing, handling, intake
+from civicloop.requests.models import Channel, Satisfaction, ServiceRequest
+from civicloop.requests.service import Actor
+
+OPERATOR = Actor("operator-1", Role.OPERATOR)
+DISPATCHER = Actor("dispatcher-1", Role.DISPATCHER)
+HANDLER = Actor("handler-1", Role.HANDLER)
+SUPERVISOR = Actor("supervisor-1", Role.SUPERVISOR)
+
+
+def make_request(session: Session, *, now: datetime | None = None, **overrides: Any) -> ServiceRequest:
+    """Submit a request with plausible defaults; ``overrides`` replace any ``NewRequest`` field."""
+    fields: dict[str, Any] = {
+        "channel": Channel.HOTLINE, "title": "小区路灯不亮", "description": "三号楼前路灯坏了一周，夜里很黑。",
+        "citizen_name": "张三", "citizen_phone": "13812341234", "address": "望湖街道第一社区三号楼",
+    }
+    fields.update(overrides)
+    return intake.submit(session, data=intake.NewRequest(**fields), actor=OPERATOR, now=now)
+
+
+def dispatched(
+    session: Session, settings: Settings, *, unit_id: int, now: datetime | None = None,
+    assisting: tuple[int, ...] = (), **overrides: Any,
+) -> ServiceRequest:
+    """A request submitted, accepted and dispatched to ``unit_id``."""
+    request = make_request(session, now=now, **overrides)
+    intake.accept(session, request_id=request.id, actor=OPERATOR, now=now)
+    return intake.dispatch(session, request_id=request.id, actor=DISPATCHER, lead_unit_id=unit_id,
+                           assisting_unit_ids=assisting, settings=settings, now=now)
+
+
+def replied(
+    session: Session, settings: Settings, *, unit_id: int, now: datetime | None = None, **overrides: Any
+) -> ServiceRequest:
+    """A request driven up to the lead unit's reply."""
+    request = dispatched(session, settings, unit_id=unit_id, now=now, **overrides)
+    order = request.work_orders[-1]
+    handling.acknowledge(session, work_order_id=order.id, actor=HANDLER, settings=settings, now=now)
+    handling.reply(session, work_order_id=order.id, actor=HANDLER, text="已修复路灯。", now=now)
+    return request
+
+
+def closed(
+    session: Session, settings: Settings, *, unit_id: int, resolved: bool = True,
+    satisfaction: Satisfaction = Satisfaction.SATISFIED, now: datetime | None = None, **overrides: Any,
+) -> ServiceRequest:
+    """A request driven through callback."""
+    request = replied(session, settings, unit_id=unit_id, now=now, **overrides)
+    return closing.callback(session, request_id=request.id, actor=OPERATOR, resolved=resolved,
+                            satisfaction=satisfaction, settings=settings, now=now)
