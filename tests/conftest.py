@@ -27,27 +27,24 @@ PG_URL = os.environ.get("CIVICLOOP_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
-def _worker_database(url: str, worker: str) -> str:
-    """Return a URL of a database of this xdist worker's own (created if missing), so parallel
-    workers never truncate each other's tables."""
-    if worker in ("", "master"):
-        return url
+def _own_database(url: str) -> str:
+    """Create a database of this test process's own and return its URL, so parallel workers (and
+    parallel runs) never truncate each other's tables. Dropped again by :func:`_drop_database`."""
     base, _, name = url.rpartition("/")
-    own = f"{name}_{worker}"
+    own = f"{name}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
     admin = make_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": own}).first() is None:
-            conn.execute(text(f'CREATE DATABASE "{own}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{own}"'))
+        conn.execute(text(f'CREATE DATABASE "{own}"'))
     admin.dispose()
     return f"{base}/{own}"
 
 
-def _reset_postgres(url: str) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+def _drop_database(admin_url: str, url: str) -> None:
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -57,12 +54,14 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     else:
         assert PG_URL
-        url = _worker_database(PG_URL, os.environ.get("PYTEST_XDIST_WORKER", ""))
-        _reset_postgres(url)
+        url = _own_database(PG_URL)
     upgrade(url)
     eng = make_engine(url)
     yield eng
     eng.dispose()
+    if request.param == "postgresql":
+        assert PG_URL
+        _drop_database(PG_URL, url)
 
 
 def _empty(engine: Engine) -> None:

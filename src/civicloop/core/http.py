@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civicloop.core.db import get_engine, session_factory
-from civicloop.core.errors import CivicloopError, FieldError, NotFound
-from civicloop.core.i18n import label, pick_language, translate
+from civicloop.core.errors import CivicloopError, FieldError
+from civicloop.core.i18n import label, pick_language, translate, word
 from civicloop.core.roles import Role
 from civicloop.core.settings import Settings, get_settings
 
@@ -79,7 +79,9 @@ def current_caller(
 CurrentCaller = Annotated[Caller, Depends(current_caller)]
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
+def _field_path(loc: tuple[Any, ...], kind: str = "") -> str:
+    if kind == "json_invalid":  # loc is ("body", character offset): the whole body is at fault
+        return "body"
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or str(loc[-1] if loc else "")
 
@@ -98,10 +100,14 @@ def render_validation(errors: list[dict[str, Any]], lang: str) -> JSONResponse:
             ctx["expected"] = str(ctx["expected"])
         if "error" in ctx:
             ctx["error"] = str(ctx["error"])
+        for key in ("ge", "gt", "le", "lt"):  # a bound of a float field reads "90", not "90.0"
+            if isinstance(ctx.get(key), float) and ctx[key].is_integer():
+                ctx[key] = int(ctx[key])
         kind = str(err.get("type", "default"))
         code = "bad_json" if kind == "json_invalid" else f"v.{kind}"
         fields.append({
-            "field": _field_path(tuple(err.get("loc", ()))), "type": kind, "message": translate(code, lang, **ctx),
+            "field": _field_path(tuple(err.get("loc", ())), kind), "type": kind,
+            "message": translate(code, lang, **ctx),
         })
     return _error(422, "validation", translate("validation", lang), fields)
 
@@ -113,8 +119,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(request: Request, exc: CivicloopError) -> JSONResponse:
         lang = language(request)
         params = dict(exc.params)
-        if isinstance(exc, NotFound):
-            params["what"] = label(exc.what, lang)
+        if "what" in params:
+            params["what"] = label(str(params["what"]), lang)
+        for kind in ("status", "action", "role"):  # stored values shown as words of the caller's language
+            if kind in params:
+                params[kind] = word(kind, params[kind], lang)
         message = translate(exc.code, lang, **params)
         fields = []
         if isinstance(exc, FieldError):
@@ -130,7 +139,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         lang = language(request)
         if exc.status_code == 400:
-            return _error(400, "bad_json", translate("bad_json", lang))
+            # FastAPI answers 400 when the body cannot be decoded at all (e.g. invalid UTF-8)
+            message = translate("bad_json", lang)
+            return _error(400, "bad_json", message, [{"field": "body", "type": "bad_json", "message": message}])
         if exc.status_code == 404:
             return _error(404, "not_found", translate("not_found", lang, what=request.url.path, id=""))
         return _error(exc.status_code, "http", str(exc.detail))

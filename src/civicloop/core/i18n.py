@@ -85,6 +85,59 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "no_district": ("找不到可兜底的区级单位", "No district unit to fall back to"),
     "v.code_taken": ("编码已被使用：{code}", "Code already in use: {code}"),
     "v.not_lead_order": ("只有主办工单能执行此操作", "Only the lead work order can do this"),
+    # display words of stored values (ledger, exports): <kind>.<stored value>
+    "word.yes": ("是", "yes"),
+    "word.no": ("否", "no"),
+    "status.submitted": ("待受理", "submitted"),
+    "status.accepted": ("已受理", "accepted"),
+    "status.rejected": ("不予受理", "rejected"),
+    "status.dispatched": ("已派单", "dispatched"),
+    "status.in_progress": ("办理中", "in progress"),
+    "status.replied": ("已办结", "replied"),
+    "status.closed": ("已结案", "closed"),
+    "satisfaction.satisfied": ("满意", "satisfied"),
+    "satisfaction.basically_satisfied": ("基本满意", "basically satisfied"),
+    "satisfaction.dissatisfied": ("不满意", "dissatisfied"),
+    "channel.hotline": ("热线", "hotline"),
+    "channel.app": ("App", "app"),
+    "channel.web": ("网站", "web"),
+    "channel.grid_worker": ("网格员", "grid worker"),
+    "channel.social_media": ("社交媒体", "social media"),
+    "channel.open311": ("Open311", "Open311"),
+    "channel.proactive": ("主动治理", "proactive"),
+    # work-order statuses, actions and roles, for the messages of a refused transition (409/403)
+    "status.pending": ("待签收", "pending"),
+    "status.acknowledged": ("已签收", "acknowledged"),
+    "status.returned": ("已退单", "returned"),
+    "status.extension_requested": ("延期申请中", "extension requested"),
+    "status.reopened": ("已重办", "reopened"),
+    "status.cancelled": ("已撤销", "cancelled"),
+    "action.submit": ("提交", "submit"),
+    "action.accept": ("受理", "accept"),
+    "action.reject": ("不予受理", "reject"),
+    "action.dispatch": ("派单", "dispatch"),
+    "action.acknowledge": ("签收", "acknowledge"),
+    "action.return": ("退单", "return"),
+    "action.fallback": ("兜底", "fall back"),
+    "action.request_extension": ("申请延期", "request an extension"),
+    "action.decide_extension": ("审批延期", "decide on an extension"),
+    "action.reply": ("办结答复", "reply"),
+    "action.callback": ("回访", "call back"),
+    "action.reopen": ("重办", "reopen"),
+    "action.close": ("结案", "close"),
+    "action.cancel": ("撤销", "cancel"),
+    "action.supervise": ("督办", "supervise"),
+    "action.mark_overdue": ("标记超期", "mark overdue"),
+    "action.enter_calendar": ("录入节假日", "enter the calendar"),
+    "role.resident": ("居民", "resident"),
+    "role.operator": ("话务员", "operator"),
+    "role.dispatcher": ("派单员", "dispatcher"),
+    "role.handler": ("承办人员", "handler"),
+    "role.grid_worker": ("网格员", "grid worker"),
+    "role.supervisor": ("督办人员", "supervisor"),
+    "role.analyst": ("分析人员", "analyst"),
+    "role.admin": ("管理员", "admin"),
+    "role.system": ("系统", "system"),
 }
 
 LABELS: dict[str, tuple[str, str]] = {
@@ -134,6 +187,13 @@ def translate(code: str, lang: str, **params: Any) -> str:
         return template.format(**params)
     except (KeyError, IndexError, ValueError):
         return template
+
+
+def word(kind: str, value: object, lang: str) -> str:
+    """Return the display word of a stored value (``word("status", "closed", "zh")`` → 已结案), or
+    the value itself when the catalogue has no word for it."""
+    key = f"{kind}.{value}"
+    return translate(key, lang) if key in MESSAGES else str(value)
 
 
 def label(name: str, lang: str) -> str:

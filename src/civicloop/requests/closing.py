@@ -20,7 +20,7 @@ from civicloop.requests.models import (
     WorkOrderRole,
     WorkOrderStatus,
 )
-from civicloop.requests.rules import ACTIVE_ORDER, REQUEST_RULES, Action
+from civicloop.requests.rules import ACTIVE_ORDER, REQUEST_RULES, Action, check
 from civicloop.requests.service import (
     Actor,
     active_lead,
@@ -34,11 +34,12 @@ from civicloop.requests.service import (
 
 
 def _close_all(session: Session, request: ServiceRequest, *, actor: Actor, now: datetime) -> None:
+    status = str(request.status)
     for order in request.work_orders:
         if order.status in ACTIVE_ORDER:
             old, new = move_order(session, order, Action.CLOSE, actor=actor, values={"closed_at": now})
-            record(session, request=request, action=Action.CLOSE, actor=actor, now=now, from_status=old,
-                   to_status=new, order=order)
+            record(session, request=request, action=Action.CLOSE, actor=actor, now=now, from_status=status,
+                   to_status=status, order=order, order_move=(old, new))
 
 
 def _redo(
@@ -46,7 +47,12 @@ def _redo(
     now: datetime, reason: str, target: str | None = None, order_values: dict[str, object] | None = None,
 ) -> WorkOrder:
     """Retire ``lead`` as reopened and give the same unit a new round; the request goes back to
-    ``dispatched``. ``order_values`` are written on ``lead`` in the same conditional update."""
+    ``dispatched``. ``order_values`` are written on ``lead`` in the same conditional update.
+
+    The request's transition is guarded before anything is written, so a refused reopen (e.g. an
+    operator's: the order table lets an operator retire an order, the request table does not let
+    them reopen) leaves no half-moved order behind in the session."""
+    check(REQUEST_RULES, action, current=str(request.status), target=target, role=actor.role)
     old_o, new_o = move_order(session, lead, Action.REOPEN, actor=actor, values=order_values)
     unit = session.get(OrgUnit, lead.unit_id)
     assert unit is not None  # a foreign key guarantees it
@@ -55,7 +61,7 @@ def _redo(
     fresh = new_order(session, request=request, unit=unit, role=WorkOrderRole.LEAD, round_=next_round(request),
                       settings=settings, now=now, fallback=lead.fallback)
     record(session, request=request, action=Action.REOPEN, actor=actor, now=now, from_status=old, to_status=new,
-           order=fresh, reason=reason, data={"previous_order_id": lead.id, "order_status": [old_o, new_o]})
+           order=fresh, reason=reason, order_move=(old_o, new_o), data={"previous_order_id": lead.id})
     return fresh
 
 
@@ -88,8 +94,9 @@ def callback(
     if good or request.reopen_count >= settings.max_reopens:
         # the rating is written with the close, in the same conditional update
         old_o, new_o = move_order(session, lead, Action.CLOSE, actor=actor, values={**rating, "closed_at": now})
-        record(session, request=request, action=Action.CLOSE, actor=actor, now=now, from_status=old_o,
-               to_status=new_o, order=lead)
+        status = str(request.status)
+        record(session, request=request, action=Action.CLOSE, actor=actor, now=now, from_status=status,
+               to_status=status, order=lead, order_move=(old_o, new_o))
         _close_all(session, request, actor=actor, now=now)
         old, new = move_request(session, request, Action.CALLBACK, actor=actor, target=RequestStatus.CLOSED,
                                 now=now, values={"closed_at": now})
@@ -100,8 +107,9 @@ def callback(
             open_supervision(session, request=request, order=lead, reason=SupervisionReason.DISSATISFIED,
                              actor=actor, now=now)
         return request
+    # the citizen's answer is recorded as it stands; the move to ``dispatched`` is the reopen's event
     record(session, request=request, action=Action.CALLBACK, actor=actor, now=now, from_status=request.status,
-           to_status=RequestStatus.DISPATCHED, order=lead, reason=note,
+           to_status=request.status, order=lead, reason=note,
            data={"resolved": resolved, "satisfaction": str(satisfaction)})
     _redo(session, request, lead, actor=actor, action=Action.CALLBACK, target=RequestStatus.DISPATCHED,
           settings=settings, now=now, reason="unresolved or dissatisfied at callback", order_values=rating)
@@ -169,7 +177,8 @@ def close_supervision(
         if note:
             case.note = f"{case.note}\n{note}".strip()
         request = get_request(session, request_id=case.request_id)
+        status = str(request.status)
         record(session, request=request, action="close_supervision", actor=actor, now=now, reason=note,
-               data={"supervision_id": case.id})
+               from_status=status, to_status=status, data={"supervision_id": case.id})
         session.flush()
     return case

@@ -44,7 +44,7 @@ def resolution_due(
     """
     tier = DeadlineTier(tier)
     if tier in CLOCK_SECONDS:
-        return start + timedelta(seconds=CLOCK_SECONDS[tier]), False
+        return (start + timedelta(seconds=CLOCK_SECONDS[tier])).astimezone(ZoneInfo("UTC")), False
     due_local, provisional = end_of_working_day_deadline(calendar, start.astimezone(tz), WORKING_DAYS[tier])
     return due_local.astimezone(ZoneInfo("UTC")), provisional
 

@@ -16,7 +16,7 @@ from civicloop.org.models import OrgUnit
 from civicloop.requests.deadlines import extend_by_working_days, resolution_due
 from civicloop.requests.intake import fall_back
 from civicloop.requests.models import ExtensionStatus, WorkOrder, WorkOrderRole, WorkOrderStatus
-from civicloop.requests.rules import ACTIVE_ORDER, Action
+from civicloop.requests.rules import ACTIVE_ORDER, WORK_ORDER_RULES, Action, check
 from civicloop.requests.service import Actor, get_request, get_work_order, move_order, move_request, now_or, record
 
 
@@ -43,10 +43,11 @@ def acknowledge(
     old, new = move_order(session, order, Action.ACKNOWLEDGE, actor=actor,
                           values={"acknowledged_at": now, "due_at": due, "due_provisional": provisional})
     request = get_request(session, request_id=order.request_id)
+    r_old = r_new = str(request.status)
     if order.role == WorkOrderRole.LEAD:
-        move_request(session, request, Action.ACKNOWLEDGE, actor=actor, now=now)
-    record(session, request=request, action=Action.ACKNOWLEDGE, actor=actor, now=now, from_status=old,
-           to_status=new, order=order,
+        r_old, r_new = move_request(session, request, Action.ACKNOWLEDGE, actor=actor, now=now)
+    record(session, request=request, action=Action.ACKNOWLEDGE, actor=actor, now=now, from_status=r_old,
+           to_status=r_new, order=order, order_move=(old, new),
            data={"due_at": due.isoformat(), "provisional": provisional})
     return order
 
@@ -57,9 +58,11 @@ def return_order(
 ) -> WorkOrder:
     """Return (退单) a pending order that is not the unit's responsibility, with a ``reason``.
 
-    A returned lead order sends the request back to dispatch and cancels the round's assisting
-    orders; after ``settings.max_returns`` returns the request falls back to its district (兜底).
-    A fallback order cannot be returned (``RuleViolation``). Returns the returned order.
+    A returned lead order sends the request back to dispatch and cancels every assisting order
+    still active (of this round and of earlier rounds kept alive by a reopen: the next dispatch
+    names its own assisting units); after ``settings.max_returns`` returns the request falls back
+    to its district (兜底). A fallback order cannot be returned (``RuleViolation``). Returns the
+    returned order.
     """
     now = now_or(now)
     if not reason.strip():
@@ -70,18 +73,21 @@ def return_order(
     old, new = move_order(session, order, Action.RETURN, actor=actor,
                           values={"returned_at": now, "return_reason": reason})
     request = get_request(session, request_id=order.request_id)
-    record(session, request=request, action=Action.RETURN, actor=actor, now=now, from_status=old, to_status=new,
-           order=order, reason=reason)
     if order.role != WorkOrderRole.LEAD:
+        status = str(request.status)
+        record(session, request=request, action=Action.RETURN, actor=actor, now=now, from_status=status,
+               to_status=status, order=order, order_move=(old, new), reason=reason)
         return order
-    for other in request.work_orders:
-        if other.round == order.round and other.role == WorkOrderRole.ASSISTING and other.status in ACTIVE_ORDER:
-            o_old, o_new = move_order(session, other, Action.CANCEL, actor=actor)
-            record(session, request=request, action=Action.CANCEL, actor=actor, now=now, from_status=o_old,
-                   to_status=o_new, order=other, reason="lead order returned")
     returns = request.return_count + 1
-    move_request(session, request, Action.RETURN, actor=actor,
-                 values={"return_count": returns, "lead_unit_id": None}, now=now)
+    r_old, r_new = move_request(session, request, Action.RETURN, actor=actor,
+                                values={"return_count": returns, "lead_unit_id": None}, now=now)
+    record(session, request=request, action=Action.RETURN, actor=actor, now=now, from_status=r_old, to_status=r_new,
+           order=order, order_move=(old, new), reason=reason)
+    for other in request.work_orders:
+        if other.role == WorkOrderRole.ASSISTING and other.status in ACTIVE_ORDER:
+            o_old, o_new = move_order(session, other, Action.CANCEL, actor=actor)
+            record(session, request=request, action=Action.CANCEL, actor=actor, now=now, from_status=r_new,
+                   to_status=r_new, order=other, order_move=(o_old, o_new), reason="lead order returned")
     if returns >= settings.max_returns:
         fall_back(session, request=request, last_unit=session.get(OrgUnit, order.unit_id), settings=settings, now=now)
     return order
@@ -107,6 +113,8 @@ def request_extension(
     order = _order_for(session, work_order_id=work_order_id, actor=actor)
     current_due = order.due_at or now
     if until is not None:
+        if until.tzinfo is None:
+            raise FieldError("until", "v.timezone_aware")
         new_due = as_utc(until)
         field = "until"
     elif extra_working_days is not None:
@@ -119,10 +127,11 @@ def request_extension(
     old, new = move_order(session, order, Action.REQUEST_EXTENSION, actor=actor, values={
         "extension_status": ExtensionStatus.PENDING, "extension_until": new_due, "extension_reason": reason})
     request = get_request(session, request_id=order.request_id)
+    r_old = r_new = str(request.status)
     if order.role == WorkOrderRole.LEAD:
-        move_request(session, request, Action.REQUEST_EXTENSION, actor=actor, now=now)
-    record(session, request=request, action=Action.REQUEST_EXTENSION, actor=actor, now=now, from_status=old,
-           to_status=new, order=order, reason=reason, data={"until": new_due.isoformat()})
+        r_old, r_new = move_request(session, request, Action.REQUEST_EXTENSION, actor=actor, now=now)
+    record(session, request=request, action=Action.REQUEST_EXTENSION, actor=actor, now=now, from_status=r_old,
+           to_status=r_new, order=order, order_move=(old, new), reason=reason, data={"until": new_due.isoformat()})
     return order
 
 
@@ -138,11 +147,17 @@ def decide_extension(
 ) -> WorkOrder:
     """Approve or refuse (审批延期) a pending extension. An approval moves the deadline to
     ``due_at`` if given, else to the date asked for, and lifts the overdue flag; a refusal needs a
-    ``reason``. Raises ``FieldError`` for a refusal without reason or a deadline not in the future."""
+    ``reason``. Raises ``IllegalTransition`` when no extension is pending (checked first, so a
+    stale ``extension_until`` of an earlier request is never approved), ``Forbidden`` for a role
+    other than supervisor or admin, ``FieldError`` for a refusal without reason or a deadline not
+    in the future."""
     now = now_or(now)
     order = get_work_order(session, work_order_id=work_order_id)
+    check(WORK_ORDER_RULES, Action.DECIDE_EXTENSION, current=str(order.status), role=actor.role)
     values: dict[str, object] = {}
     if approve:
+        if due_at is not None and due_at.tzinfo is None:
+            raise FieldError("due_at", "v.timezone_aware")
         new_due = as_utc(due_at) if due_at is not None else order.extension_until
         if new_due is None or new_due <= now:
             raise FieldError("due_at", "v.deadline_past")
@@ -154,10 +169,11 @@ def decide_extension(
         values = {"extension_status": ExtensionStatus.REFUSED}
     old, new = move_order(session, order, Action.DECIDE_EXTENSION, actor=actor, values=values)
     request = get_request(session, request_id=order.request_id)
+    r_old = r_new = str(request.status)
     if order.role == WorkOrderRole.LEAD:
-        move_request(session, request, Action.DECIDE_EXTENSION, actor=actor, now=now)
-    record(session, request=request, action=Action.DECIDE_EXTENSION, actor=actor, now=now, from_status=old,
-           to_status=new, order=order, reason=reason,
+        r_old, r_new = move_request(session, request, Action.DECIDE_EXTENSION, actor=actor, now=now)
+    record(session, request=request, action=Action.DECIDE_EXTENSION, actor=actor, now=now, from_status=r_old,
+           to_status=r_new, order=order, order_move=(old, new), reason=reason,
            data={"approved": approve, "due_at": order.due_at.isoformat() if order.due_at else None})
     return order
 
@@ -177,8 +193,9 @@ def reply(
         values["extension_status"] = None
     old, new = move_order(session, order, Action.REPLY, actor=actor, values=values)
     request = get_request(session, request_id=order.request_id)
+    r_old = r_new = str(request.status)
     if order.role == WorkOrderRole.LEAD:
-        move_request(session, request, Action.REPLY, actor=actor, now=now)
-    record(session, request=request, action=Action.REPLY, actor=actor, now=now, from_status=old, to_status=new,
-           order=order)
+        r_old, r_new = move_request(session, request, Action.REPLY, actor=actor, now=now)
+    record(session, request=request, action=Action.REPLY, actor=actor, now=now, from_status=r_old, to_status=r_new,
+           order=order, order_move=(old, new))
     return order

@@ -196,9 +196,13 @@ def dispatch(
     request = get_request(session, request_id=request_id)
     lead = require_unit(session, unit_id=lead_unit_id, field="lead_unit_id")
     assisting: list[OrgUnit] = []
-    for index, unit_id in enumerate(dict.fromkeys(assisting_unit_ids)):
+    seen: set[int] = set()
+    for index, unit_id in enumerate(assisting_unit_ids):  # index in the input list, for the field path
         if unit_id == lead_unit_id:
             raise FieldError(("assisting_unit_ids", str(index)), "v.assisting_is_lead")
+        if unit_id in seen:  # a unit named twice gets one order
+            continue
+        seen.add(unit_id)
         assisting.append(require_unit(session, unit_id=unit_id, field=("assisting_unit_ids", str(index))))
     round_ = next_round(request)
     old, new = move_request(session, request, Action.DISPATCH, actor=actor, values={"lead_unit_id": lead.id}, now=now)

@@ -56,8 +56,9 @@ def mark_overdue(
         old, new = move_order(session, order, Action.MARK_OVERDUE, actor=SYSTEM, values={"overdue": True})
         request = get_request(session, request_id=order.request_id)
         kind = "response" if order.status == WorkOrderStatus.PENDING else "resolution"
-        record(session, request=request, action=Action.MARK_OVERDUE, actor=SYSTEM, now=now, from_status=old,
-               to_status=new, order=order, data={"deadline": kind})
+        status = str(request.status)
+        record(session, request=request, action=Action.MARK_OVERDUE, actor=SYSTEM, now=now, from_status=status,
+               to_status=status, order=order, order_move=(old, new), data={"deadline": kind})
         open_supervision(session, request=request, order=order, reason=SupervisionReason.OVERDUE, actor=SYSTEM,
                          now=now)
         marked.append(order.id)

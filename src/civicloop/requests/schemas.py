@@ -7,8 +7,8 @@ import datetime as dt
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from civicloop.catalog.models import DeadlineTier
 from civicloop.core.validation import Id, Phone, Text, mask_name, mask_phone
@@ -54,7 +54,10 @@ class RequestCreate(Strict):
     @model_validator(mode="after")
     def _pair(self) -> RequestCreate:
         if (self.lat is None) != (self.lon is None):
-            raise PydanticCustomError("latlon_pair", "lat and lon go together")
+            # name the missing coordinate, so the client sees which field to fill in
+            missing = "lon" if self.lon is None else "lat"
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("latlon_pair", "lat and lon go together"), loc=(missing,), input=None)])
         return self
 
 

@@ -133,18 +133,28 @@ def record(
     order: WorkOrder | None = None,
     reason: str = "",
     data: dict[str, Any] | None = None,
+    order_move: tuple[str, str] | None = None,
 ) -> RequestEvent:
-    """Append one event to the request's history (who, when, from, to, why) and return it."""
+    """Append one event to the request's history (who, when, from, to, why) and return it.
+
+    ``from_status``/``to_status`` are always the *request's* statuses before and after the action
+    (equal when only a work order moved), so the log replays the request's life and its last
+    ``to_status`` is the request's status. When a work order moved, ``order`` names it and
+    ``order_move`` (its from and to statuses) is kept in ``data["order_status"]``.
+    """
+    payload = dict(data or {})
+    if order_move is not None:
+        payload["order_status"] = [str(order_move[0]), str(order_move[1])]
     event = RequestEvent(
         request_id=request.id,
         work_order_id=order.id if order else None,
         action=str(action),
-        from_status=from_status,
-        to_status=to_status,
+        from_status=str(from_status) if from_status is not None else None,
+        to_status=str(to_status) if to_status is not None else None,
         actor=actor.name,
         actor_role=actor.role.value,
         reason=reason,
-        data=data or {},
+        data=payload,
         created_at=now,
     )
     session.add(event)

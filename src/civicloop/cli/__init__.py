@@ -1,0 +1,1 @@
+"""The `civicloop` command line."""

@@ -1,0 +1,191 @@
+"""The ``civicloop`` command: set up, serve, run periodic jobs, export the ledger, rank units."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from civicloop.cli.calendar import app as calendar_app
+from civicloop.cli.demo import demo
+from civicloop.core.db import get_engine, session_scope
+from civicloop.core.errors import CivicloopError
+from civicloop.core.i18n import translate
+from civicloop.core.settings import get_settings
+
+app = typer.Typer(help="civicloop：接诉即办 the closed loop of citizen requests.", no_args_is_help=True)
+ledger_app = typer.Typer(help="台账 The ledger of all requests.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(calendar_app, name="calendar")
+app.command(help="运行演示 Run the main job end to end on the embedded SQLite default.")(demo)
+console = Console(width=max(Console().width, 100))
+
+
+def shared_categories() -> Path | None:
+    """Return the shared data's category tree (``$CIVICLOOP_SHARED_DATA/teddy2020c/categories.csv``,
+    else ``../shared/data/...`` beside the checkout), or ``None`` when absent."""
+    roots = [os.environ.get("CIVICLOOP_SHARED_DATA"), str(Path.cwd().parent / "shared" / "data")]
+    for root in filter(None, roots):
+        path = Path(root) / "teddy2020c" / "categories.csv"
+        if path.is_file():
+            return path
+    return None
+
+
+def fail(error: CivicloopError) -> None:
+    """Print a domain error in the configured language and exit with status 2."""
+    lang = get_settings().default_language
+    console.print(f"[red]{translate(error.code, lang, **error.params)}[/red]")
+    raise typer.Exit(2)
+
+
+@app.command()
+def init(
+    categories: Annotated[Path | None, typer.Option(help="CSV with level1,level2,level3 columns")] = None,
+    sample_city: Annotated[bool, typer.Option(help="create the sample city's units and grids")] = True,
+) -> None:
+    """初始化 Build the schema (Alembic migrations) and seed units, grids and the category tree."""
+    from civicloop.catalog.service import BUILTIN_TREE, load_tree
+    from civicloop.core.migrate import upgrade
+    from civicloop.importers.sample_city import build
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    tree = categories or shared_categories() or BUILTIN_TREE
+    with session_scope() as session:
+        city = build(session) if sample_city else None
+        created = load_tree(session, csv_path=tree)
+    console.print(f"数据库 database: {settings.database_url}")
+    if city:
+        console.print(f"承办单位 units: {city.units}  网格 grids: {city.grids}")
+    console.print(f"诉求分类 categories: +{created} from {tree}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="web worker processes")] = 1,
+) -> None:
+    """启动服务 Serve the API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    console.print(f"civicloop on http://{host}:{port}  (API /api/v1, docs /docs)")
+    uvicorn.run("civicloop.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="run one round and exit")] = False,
+    interval: Annotated[int | None, typer.Option(min=1, help="seconds between rounds")] = None,
+) -> None:
+    """定时任务 Run periodic jobs: mark overdue orders and open supervision (督办)."""
+    from civicloop.requests.jobs import mark_overdue
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = get_settings()
+    pause = interval or settings.worker_interval_seconds
+    while True:
+        with session_scope() as session:
+            report = mark_overdue(session, settings=settings)
+        console.print(f"超期 overdue marked: {len(report.marked)}  临时期限 provisional: {report.provisional_open}")
+        if once:
+            return
+        time.sleep(pause)
+
+
+@ledger_app.command("export")
+def ledger_export(
+    out: Annotated[Path, typer.Option(help="file to write: .xlsx or .csv")],
+    start: Annotated[str | None, typer.Option(help="from this local date, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option(help="up to this local date, YYYY-MM-DD")] = None,
+    unit: Annotated[int | None, typer.Option(help="lead unit id")] = None,
+    street: Annotated[int | None, typer.Option(help="street id")] = None,
+    category: Annotated[int | None, typer.Option(help="category id")] = None,
+    status: Annotated[str | None, typer.Option(help="request status")] = None,
+    lang: Annotated[str, typer.Option(help="zh or en")] = "zh",
+) -> None:
+    """导出台账 Export the ledger as .xlsx or .csv."""
+    from civicloop.requests.ledger import LedgerFilter, ledger_rows, write_csv, write_xlsx
+    from civicloop.requests.models import RequestStatus
+
+    try:
+        filters = LedgerFilter(
+            start=date.fromisoformat(start) if start else None, end=date.fromisoformat(end) if end else None,
+            unit_id=unit, street_id=street, category_id=category,
+            status=RequestStatus(status) if status else None,
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    if out.suffix.lower() not in (".xlsx", ".csv"):
+        console.print("[red]--out must end in .xlsx or .csv[/red]")
+        raise typer.Exit(2)
+    settings = get_settings()
+    with session_scope() as session:
+        rows = ledger_rows(session, filters=filters, settings=settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".xlsx":
+        write_xlsx(rows, out, lang=lang)
+    else:
+        with out.open("w", encoding="utf-8-sig", newline="") as handle:
+            write_csv(rows, handle, lang=lang)
+    console.print(f"台账 ledger: {len(rows)} rows → {out}")
+
+
+@app.command()
+def metrics(
+    month: Annotated[str, typer.Option(help="YYYY-MM")],
+    level: Annotated[str, typer.Option(help="unit or street")] = "unit",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    min_cases: Annotated[int, typer.Option(min=1, help="cases (due + called back) needed to be ranked")] = 5,
+) -> None:
+    """三率排名 Rank units (or streets) by response, resolution and satisfaction rates."""
+    from civicloop.analytics.metrics import three_rates
+
+    if level not in ("unit", "street"):
+        console.print("[red]--level must be unit or street[/red]")
+        raise typer.Exit(2)
+    settings = get_settings()
+    try:
+        with session_scope() as session:
+            rows = three_rates(session, month=month, level=level, settings=settings,  # type: ignore[arg-type]
+                               min_cases=min_cases)
+    except CivicloopError as error:
+        fail(error)
+        return
+    if as_json:
+        typer.echo(json.dumps([row.__dict__ for row in rows], ensure_ascii=False, default=str, indent=2))
+        return
+    print_rates(rows, title=f"{month} 三率排名 ({'承办单位' if level == 'unit' else '街道'})")
+
+
+def print_rates(rows: list, title: str) -> None:  # type: ignore[type-arg]
+    """Print a ranking as a Rich table (rates as percentages, '—' when undefined)."""
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{value * 100:.1f}%"
+
+    table = Table(title=title)
+    for header in ("名次", "单位", "应响应", "响应率", "回访", "解决率", "满意率", "综合得分"):
+        if header == "单位":
+            table.add_column(header, no_wrap=True, min_width=12)
+        else:
+            table.add_column(header, justify="right")
+    for row in rows:
+        rank = "样本不足" if row.rank is None else str(row.rank)
+        table.add_row(rank, row.unit_name, str(row.due), pct(row.response_rate), str(row.called_back),
+                      pct(row.resolution_rate), pct(row.satisfaction_rate),
+                      "—" if row.composite is None else f"{row.composite * 100:.1f}")
+    console.print(table)
+
+
+__all__ = ["app", "get_engine"]
