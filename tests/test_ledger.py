@@ -105,6 +105,22 @@ def test_overdue_flag(session, settings, book):
     assert before[book["r2"]] is False  # an hour before its deadline
 
 
+def test_a_reply_after_the_deadline_is_overdue_without_the_job(session, settings, city):
+    request = dispatch_at(session, settings, unit_id=city["D01-S01"], when=at(6, 3, 9))
+    # 7 working days from Mon 06-03: 04, 05, 06, (07 Dragon Boat holiday), 10, 11, 12, 13
+    order = ack(session, settings, request, at(6, 3, 10))
+    assert order.due_at == at(6, 13, 23, 59) + timedelta(seconds=59)
+    answer(session, request, at(6, 14, 9))  # nine hours late; no overdue job ran meanwhile
+    assert order.overdue is False
+    (row,) = rows_of(session, settings, now=at(6, 15, 9))
+    assert row.overdue is True
+    on_time = dispatch_at(session, settings, unit_id=city["D01-S01"], when=at(6, 3, 9))
+    ack(session, settings, on_time, at(6, 3, 10))
+    answer(session, on_time, at(6, 13, 23, 59))
+    flags = {r.id: r.overdue for r in rows_of(session, settings, now=at(6, 15, 9))}
+    assert flags[on_time.id] is False
+
+
 def test_date_filter_is_inclusive_local_days(session, settings, book):
     june = rows_of(session, settings, start=date(2019, 6, 1), end=date(2019, 6, 30))
     assert set(ids(june)) == {book[k] for k in ("r1", "r2", "r4", "r5")}  # r3 is 05-31 23:30 local

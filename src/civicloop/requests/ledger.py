@@ -79,7 +79,8 @@ class LedgerRow:
 
     ``deadline`` is the lead order's resolution deadline (``due_at``), or its response deadline
     (``response_due_at``) while it is not yet acknowledged. ``overdue`` is true when any lead order
-    of the request was flagged overdue, or the lead order is still open past ``deadline``.
+    of the request was flagged overdue, the lead order is still open past ``deadline``, or it
+    replied after its resolution deadline.
     """
 
     id: int
@@ -234,6 +235,8 @@ def ledger_rows(
          any_overdue) in session.execute(query):
         deadline = due_at or response_due_at
         open_late = lead_status in OPEN_LEAD and deadline is not None and deadline < now
+        # replied after the deadline before any overdue job ran: late all the same
+        replied_late = replied_at is not None and due_at is not None and replied_at > due_at
         rows.append(LedgerRow(
             id=rid, created_at=created.astimezone(tz), channel=Channel(channel), title=title,
             category_path=path, street_id=street_id, street_name=street_name, lead_unit_id=unit_id,
@@ -241,7 +244,7 @@ def ledger_rows(
             status=RequestStatus(status), reply_text=reply_text,
             replied_at=replied_at.astimezone(tz) if replied_at else None, resolved=resolved,
             satisfaction=Satisfaction(satisfaction) if satisfaction else None,
-            overdue=bool(any_overdue) or open_late, fallback=bool(fallback), return_count=returns or 0,
+            overdue=bool(any_overdue) or open_late or replied_late, fallback=bool(fallback), return_count=returns or 0,
             reopen_count=reopens or 0,
         ))
     return rows
