@@ -658,6 +658,19 @@ def test_overdue_job_flags_an_acknowledged_order_after_due_at_once(session, sett
     assert [(c.work_order_id, c.reason) for c in cases] == [(order.id, "overdue"), (other.id, "overdue")]
 
 
+def test_an_order_late_to_acknowledge_is_flagged_again_when_late_to_resolve(session, settings, city):
+    request = dispatched(session, settings, unit_id=city["D01-S01"], now=T0)
+    order = lead(request)
+    assert mark_overdue(session, settings=settings, now=T0 + timedelta(hours=25)).marked == [order.id]
+    handling.acknowledge(session, work_order_id=order.id, actor=HANDLER, settings=settings,
+                         now=T0 + timedelta(hours=26))
+    assert order.overdue is False
+    assert mark_overdue(session, settings=settings, now=order.due_at - timedelta(seconds=1)).marked == []
+    assert mark_overdue(session, settings=settings, now=order.due_at + timedelta(seconds=1)).marked == [order.id]
+    kinds = [e.data.get("deadline") for e in history(session, request_id=request.id) if e.action == "mark_overdue"]
+    assert kinds == ["response", "resolution"]
+
+
 # -- the event log ----------------------------------------------------------------------------
 
 

@@ -41,7 +41,10 @@ def acknowledge(
     order = _order_for(session, work_order_id=work_order_id, actor=actor)
     due, provisional = resolution_due(order.deadline_tier, now, load_calendar(session), settings.tz)
     old, new = move_order(session, order, Action.ACKNOWLEDGE, actor=actor,
-                          values={"acknowledged_at": now, "due_at": due, "due_provisional": provisional})
+                          values={"acknowledged_at": now, "due_at": due, "due_provisional": provisional,
+                                  # a late acknowledgement stays in the log and the response rate; the
+                                  # flag now watches the resolution deadline
+                                  "overdue": False})
     request = get_request(session, request_id=order.request_id)
     r_old = r_new = str(request.status)
     if order.role == WorkOrderRole.LEAD:
