@@ -16,6 +16,7 @@ from rich.table import Table
 
 from civicloop.cli.calendar import app as calendar_app
 from civicloop.cli.demo import demo
+from civicloop.cli.importer import app as import_app
 from civicloop.core.db import get_engine, session_scope
 from civicloop.core.errors import CivicloopError
 from civicloop.core.i18n import translate
@@ -25,6 +26,7 @@ app = typer.Typer(help="civicloop：接诉即办 the closed loop of citizen requ
 ledger_app = typer.Typer(help="台账 The ledger of all requests.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(calendar_app, name="calendar")
+app.add_typer(import_app, name="import")
 app.command(help="运行演示 Run the main job end to end on the embedded SQLite default.")(demo)
 console = Console(width=max(Console().width, 100))
 

@@ -29,17 +29,20 @@ def _order_for(session: Session, *, work_order_id: int, actor: Actor) -> WorkOrd
 
 
 def acknowledge(
-    session: Session, *, work_order_id: int, actor: Actor, settings: Settings, now: datetime | None = None
+    session: Session, *, work_order_id: int, actor: Actor, settings: Settings, now: datetime | None = None,
+    clock_start: datetime | None = None,
 ) -> WorkOrder:
     """Acknowledge (签收) a pending order: the unit's resolution clock starts now.
 
     Sets ``due_at`` by the order's tier (``requests.deadlines``); a lead order moves the request
-    to ``in_progress``. Raises ``NotFound``, ``IllegalTransition``, ``Forbidden``,
-    ``ConcurrentUpdate`` (the race of two clerks: exactly one wins).
+    to ``in_progress``. ``clock_start`` (replays only) starts the clock at another instant, e.g. at
+    dispatch when a historical record knows only when a request was filed and when it was
+    answered. Raises ``NotFound``, ``IllegalTransition``, ``Forbidden``, ``ConcurrentUpdate`` (the
+    race of two clerks: exactly one wins).
     """
     now = now_or(now)
     order = _order_for(session, work_order_id=work_order_id, actor=actor)
-    due, provisional = resolution_due(order.deadline_tier, now, load_calendar(session), settings.tz)
+    due, provisional = resolution_due(order.deadline_tier, clock_start or now, load_calendar(session), settings.tz)
     old, new = move_order(session, order, Action.ACKNOWLEDGE, actor=actor,
                           values={"acknowledged_at": now, "due_at": due, "due_provisional": provisional,
                                   # a late acknowledgement stays in the log and the response rate; the

@@ -62,7 +62,7 @@ def submit(session: Session, *, data: NewRequest, actor: Actor, now: datetime | 
     category = require_category(session, category_id=data.category_id) if data.category_id is not None else None
     tier = data.deadline_tier or (category.deadline_tier if category else DeadlineTier.DAYS_7)
     street = ancestor_of_kind(grid.community, UnitKind.STREET) if grid else None
-    district = ancestor_of_kind(street, UnitKind.DISTRICT) if street else None
+    district = ancestor_of_kind(grid.community, UnitKind.DISTRICT) if grid else None
     request = ServiceRequest(
         channel=data.channel, title=data.title, description=data.description,
         citizen_name=data.citizen_name, citizen_phone=data.citizen_phone, address=data.address,

@@ -80,7 +80,7 @@ class LedgerRow:
     ``deadline`` is the lead order's resolution deadline (``due_at``), or its response deadline
     (``response_due_at``) while it is not yet acknowledged. ``overdue`` is true when any lead order
     of the request was flagged overdue, the lead order is still open past ``deadline``, or it
-    replied after its resolution deadline.
+    was acknowledged after its response deadline or replied after its resolution deadline.
     """
 
     id: int
@@ -203,7 +203,8 @@ def ledger_rows(
             ServiceRequest.id, ServiceRequest.created_at, ServiceRequest.channel, ServiceRequest.title,
             Category.path, ServiceRequest.street_id, street.name, unit.id, unit.name, ServiceRequest.status,
             ServiceRequest.fallback, ServiceRequest.return_count, ServiceRequest.reopen_count,
-            lead.status, lead.due_at, lead.response_due_at, lead.reply_text, lead.replied_at, lead.resolved,
+            lead.status, lead.due_at, lead.response_due_at, lead.acknowledged_at, lead.reply_text, lead.replied_at,
+            lead.resolved,
             lead.satisfaction, flagged.label("flagged"),
         )
         .select_from(ServiceRequest)
@@ -231,12 +232,13 @@ def ledger_rows(
 
     rows: list[LedgerRow] = []
     for (rid, created, channel, title, path, street_id, street_name, unit_id, unit_name, status, fallback,
-         returns, reopens, lead_status, due_at, response_due_at, reply_text, replied_at, resolved, satisfaction,
-         any_overdue) in session.execute(query):
+         returns, reopens, lead_status, due_at, response_due_at, acknowledged_at, reply_text, replied_at, resolved,
+         satisfaction, any_overdue) in session.execute(query):
         deadline = due_at or response_due_at
         open_late = lead_status in OPEN_LEAD and deadline is not None and deadline < now
         # replied after the deadline before any overdue job ran: late all the same
         replied_late = replied_at is not None and due_at is not None and replied_at > due_at
+        acknowledged_late = acknowledged_at is not None and acknowledged_at > response_due_at
         rows.append(LedgerRow(
             id=rid, created_at=created.astimezone(tz), channel=Channel(channel), title=title,
             category_path=path, street_id=street_id, street_name=street_name, lead_unit_id=unit_id,
@@ -244,7 +246,8 @@ def ledger_rows(
             status=RequestStatus(status), reply_text=reply_text,
             replied_at=replied_at.astimezone(tz) if replied_at else None, resolved=resolved,
             satisfaction=Satisfaction(satisfaction) if satisfaction else None,
-            overdue=bool(any_overdue) or open_late or replied_late, fallback=bool(fallback), return_count=returns or 0,
+            overdue=bool(any_overdue) or open_late or replied_late or acknowledged_late, fallback=bool(fallback),
+            return_count=returns or 0,
             reopen_count=reopens or 0,
         ))
     return rows
