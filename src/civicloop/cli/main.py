@@ -17,6 +17,8 @@ from rich.table import Table
 from civicloop.cli.calendar import app as calendar_app
 from civicloop.cli.demo import demo
 from civicloop.cli.importer import app as import_app
+from civicloop.cli.model import app as model_app
+from civicloop.cli.model import classify
 from civicloop.core.db import get_engine, session_scope
 from civicloop.core.errors import CivicloopError
 from civicloop.core.i18n import translate
@@ -27,6 +29,8 @@ ledger_app = typer.Typer(help="台账 The ledger of all requests.", no_args_is_h
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(import_app, name="import")
+app.add_typer(model_app, name="model")
+app.command(help="分类 Classify one request's text (prints JSON).")(classify)
 app.command(help="运行演示 Run the main job end to end on the embedded SQLite default.")(demo)
 console = Console(width=max(Console().width, 100))
 
