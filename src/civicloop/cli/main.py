@@ -16,6 +16,7 @@ from rich.table import Table
 
 from civicloop.cli.calendar import app as calendar_app
 from civicloop.cli.demo import demo
+from civicloop.cli.generate import generate
 from civicloop.cli.importer import app as import_app
 from civicloop.cli.model import app as model_app
 from civicloop.cli.model import classify
@@ -31,6 +32,7 @@ app.add_typer(calendar_app, name="calendar")
 app.add_typer(import_app, name="import")
 app.add_typer(model_app, name="model")
 app.command(help="分类 Classify one request's text (prints JSON).")(classify)
+app.command(help="生成模拟数据 Generate a city and N requests (bulk; --parquet for analytics).")(generate)
 app.command(help="运行演示 Run the main job end to end on the embedded SQLite default.")(demo)
 console = Console(width=max(Console().width, 100))
 

@@ -175,7 +175,7 @@ def pick_language(accept_language: str | None, default: str = "zh") -> str:
     return sorted(ranked)[0][2] if ranked else default
 
 
-def translate(code: str, lang: str, **params: Any) -> str:
+def translate(code: str, lang: str, /, **params: Any) -> str:
     """Return the message ``code`` in ``lang`` with ``params`` filled in.
 
     An unknown code falls back to the generic validation message; a missing placeholder leaves

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from sqlalchemy import select
 
-from civicloop.core.errors import FieldError, Forbidden
+from civicloop.core.errors import Forbidden
 from civicloop.core.http import CurrentCaller, DbSession
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID
 from civicloop.org import service
-from civicloop.org.models import OrgUnit, UnitKind
+from civicloop.org.models import UnitKind
 from civicloop.org.schemas import GridOut, UnitCreate, UnitOut
 
 router = APIRouter(prefix="/api/v1", tags=["handling units (承办单位)"])
@@ -38,8 +37,6 @@ def create_unit(body: UnitCreate, session: DbSession, caller: CurrentCaller) -> 
     """Create a handling unit (admin). 422 if the code is taken or the parent does not exist."""
     if caller.role != Role.ADMIN:
         raise Forbidden(role=caller.role.value, action="create_unit")
-    if session.scalar(select(OrgUnit.id).where(OrgUnit.code == body.code)) is not None:
-        raise FieldError("code", "v.code_taken", code=body.code)
     return UnitOut.of(service.create_unit(session, **body.model_dump()))
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from shapely.geometry import Point, shape
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from civicloop.core.errors import FieldError, NotFound
@@ -48,15 +49,21 @@ def create_unit(
     contact_name: str = "",
     contact_phone: str = "",
 ) -> OrgUnit:
-    """Create a handling unit; ``parent_id`` must name an existing unit (``FieldError``)."""
+    """Create a handling unit. Raises ``FieldError`` when ``parent_id`` names no unit or ``code``
+    is taken (also when another transaction took it a moment ago: the unique index decides)."""
     if parent_id is not None:
         require_unit(session, unit_id=parent_id, field="parent_id")
+    if session.scalar(select(OrgUnit.id).where(OrgUnit.code == code)) is not None:
+        raise FieldError("code", "v.code_taken", code=code)
     unit = OrgUnit(
         code=code, name=name, kind=kind, parent_id=parent_id, contact_name=contact_name,
         contact_phone=contact_phone, active=True,
     )
-    session.add(unit)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(unit)
+    except IntegrityError as exc:
+        raise FieldError("code", "v.code_taken", code=code) from exc
     return unit
 
 
