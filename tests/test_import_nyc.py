@@ -81,3 +81,35 @@ def test_bad_rows_are_skipped_with_their_line(session, settings, tmp_path):
     summary = import_nyc311(session, path=path, settings=settings)
     assert summary.skipped == [("nyc.csv", 4, "unreadable Created Date"), ("nyc.csv", 5, "coordinates out of range")]
     assert summary.stored == 2
+
+
+def test_located_requests_land_in_their_community_board_grid(session, settings, tmp_path):
+    from civicloop.org.models import Grid
+
+    path = tmp_path / "nyc.csv"
+    rows = _slice(path, set(range(2, 402)))
+    summary = import_nyc311(session, path=path, settings=settings)
+    assert summary.notes["community board grids"] > 30
+    points: dict[str, set[tuple[str, str]]] = {}
+    for r in rows:
+        if r["Latitude"] and not r["Community Board"].startswith("0 "):
+            points.setdefault(r["Community Board"], set()).add((r["Latitude"], r["Longitude"]))
+    # boards with three distinct points or more get a grid (a hull needs them)
+    located = [r for r in rows if r["Latitude"] and len(points.get(r["Community Board"], ())) >= 3]
+    own = in_some = same_borough = 0
+    for row in located:
+        request = session.scalars(select(ServiceRequest).where(
+            ServiceRequest.external_id == f"nyc311:{row['Unique Key']}")).one()
+        if request.grid_id is None:
+            continue
+        in_some += 1
+        grid = session.get(Grid, request.grid_id)
+        own += grid.code == f"nyc:cb:{row['Community Board']}"
+        same_borough += session.get(OrgUnit, request.district_id).name == row["Borough"].title()
+    # every such point lies in the hull of its own board
+    assert in_some == len(located) > 100
+    assert own >= 0.8 * len(located) and same_borough >= 0.9 * len(located)
+    unlocated = next(r for r in rows if not r["Latitude"])
+    request = session.scalars(select(ServiceRequest).where(
+        ServiceRequest.external_id == f"nyc311:{unlocated['Unique Key']}")).one()
+    assert request.grid_id is None

@@ -2,7 +2,11 @@
 
 Each row becomes a service request: the agency (``NYPD``, ``DOT``…) is its handling unit, the
 complaint type and descriptor its category (two levels), the incident address its address, the
-coordinates its place. A closed row is replayed through the loop: dispatched when it was created,
+coordinates its place: each community board of the file becomes a community (under its borough,
+a district) with a grid whose polygon is the convex hull of the board's points in the file,
+buffered by about 200 m (the file has no board boundaries; NYC publishes them separately), and a
+request lands in the first grid that covers its point. A closed row is replayed through the
+loop: dispatched when it was created,
 answered with its resolution description when it was closed (the resolution clock starting at
 dispatch, as for any record that knows only those two instants); an ``Assigned`` row waits for
 its agency to acknowledge, a ``Pending`` one for dispatch. Times are New York local times.
@@ -16,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from shapely import MultiPoint, STRtree
+from shapely.geometry import Point, mapping, shape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,7 +30,7 @@ from civicloop.catalog.rules import default_unit_kind
 from civicloop.core.roles import Role
 from civicloop.core.settings import Settings
 from civicloop.importers.common import ImportSummary, parse_time
-from civicloop.org.models import OrgUnit, UnitKind
+from civicloop.org.models import Grid, OrgUnit, UnitKind
 from civicloop.requests import handling, intake
 from civicloop.requests.models import Channel, ServiceRequest
 from civicloop.requests.service import Actor
@@ -32,6 +38,71 @@ from civicloop.requests.service import Actor
 NEW_YORK = ZoneInfo("America/New_York")
 IMPORTER = Actor("import:nyc311", Role.SYSTEM)
 CHANNELS = {"PHONE": Channel.HOTLINE, "ONLINE": Channel.WEB, "MOBILE": Channel.APP}
+BUFFER_DEGREES = 0.002
+
+
+def _point(row: dict[str, str]) -> tuple[float, float] | None:
+    try:
+        lat, lon = float(row.get("Latitude") or ""), float(row.get("Longitude") or "")
+    except ValueError:
+        return None
+    return (lon, lat) if -90 <= lat <= 90 and -180 <= lon <= 180 else None
+
+
+def build_board_grids(session: Session, path: Path) -> list[Grid]:
+    """Create a borough (district), community and grid for each community board named in the
+    file with at least three located rows, unless it exists; returns every NYC board grid."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    borough_of: dict[str, str] = {}
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle):
+            board = (row.get("Community Board") or "").strip()
+            point = _point(row)
+            if point is None or not board or board.lower().startswith("0 unspecified"):
+                continue
+            points.setdefault(board, []).append(point)
+            borough_of[board] = (row.get("Borough") or "").strip() or board.split(" ", 1)[-1]
+    existing = {g.code: g for g in session.scalars(select(Grid).where(Grid.code.like("nyc:cb:%")))}
+    units = {u.code: u for u in session.scalars(select(OrgUnit).where(OrgUnit.code.like("nyc:%")))}
+
+    def unit(code: str, name: str, kind: UnitKind, parent: OrgUnit | None) -> OrgUnit:
+        found = units.get(code)
+        if found is None:
+            found = OrgUnit(code=code[:40], name=name[:200], kind=kind, parent_id=parent.id if parent else None,
+                            contact_name="", contact_phone="", active=True)
+            session.add(found)
+            session.flush()
+            units[code] = found
+        return found
+
+    for board, located in sorted(points.items()):
+        code = f"nyc:cb:{board}"[:40]
+        if code in existing or len(set(located)) < 3:
+            continue
+        borough = unit(f"nyc:boro:{borough_of[board]}", borough_of[board].title(), UnitKind.DISTRICT, None)
+        community = unit(f"nyc:cb:{board}", f"Community Board {board.title()}", UnitKind.COMMUNITY, borough)
+        hull = MultiPoint(located).convex_hull.buffer(BUFFER_DEGREES)
+        # RFC 7946 §6.1 foreign member: says where the polygon comes from
+        geometry = {**mapping(hull), "derived": "convex hull of the sample's points"}
+        geometry["coordinates"] = [[list(p) for p in ring] for ring in geometry["coordinates"]]
+        grid = Grid(code=code, name=f"CB {board.title()}"[:200], community_id=community.id, geometry=geometry)
+        session.add(grid)
+        session.flush()
+        existing[code] = grid
+    return sorted(existing.values(), key=lambda g: g.id)
+
+
+class _Locator:
+    """Point-in-grid over the NYC board grids with a spatial index (built once per import)."""
+
+    def __init__(self, grids: list[Grid]) -> None:
+        self.grids = grids
+        self.shapes = [shape(g.geometry) for g in grids]
+        self.tree = STRtree(self.shapes)
+
+    def grid_id(self, lon: float, lat: float) -> int | None:
+        hits = sorted(int(i) for i in self.tree.query(Point(lon, lat), predicate="intersects"))
+        return self.grids[hits[0]].id if hits else None
 
 
 def _category(session: Session, cache: dict[str, Category], complaint: str, descriptor: str) -> Category:
@@ -76,6 +147,8 @@ def import_nyc311(
     known = set(session.scalars(select(ServiceRequest.external_id).where(ServiceRequest.external_id.like("nyc311:%"))))
     categories: dict[str, Category] = {}
     agencies: dict[str, OrgUnit] = {}
+    locator = _Locator(build_board_grids(session, path))
+    summary.notes["community board grids"] = len(locator.grids)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         for line, row in enumerate(csv.DictReader(handle), start=2):
             summary.read += 1
@@ -94,7 +167,7 @@ def import_nyc311(
                 summary.skip(path.name, line, problem)
                 continue
             with session.begin_nested():
-                _store(session, row, source, settings, categories, agencies, summary)
+                _store(session, row, source, settings, categories, agencies, summary, locator)
             known.add(source)
             summary.stored += 1
     return summary
@@ -129,7 +202,7 @@ def _check(row: dict[str, str]) -> str | None:
 
 def _store(
     session: Session, row: dict[str, str], source: str, settings: Settings, categories: dict[str, Category],
-    agencies: dict[str, OrgUnit], summary: ImportSummary,
+    agencies: dict[str, OrgUnit], summary: ImportSummary, locator: _Locator,
 ) -> None:
     complaint, descriptor = row["Complaint Type"].strip(), (row.get("Descriptor") or "").strip()
     category = _category(session, categories, complaint, descriptor)
@@ -143,7 +216,8 @@ def _store(
     request = intake.submit(session, actor=IMPORTER, now=created, data=intake.NewRequest(
         channel=CHANNELS.get((row.get("Open Data Channel Type") or "").strip().upper(), Channel.OPEN311),
         title=f"{complaint} - {descriptor}"[:200] if descriptor else complaint[:200], description=description,
-        address=address[:500], lat=lat, lon=lon, category_id=category.id, external_id=source))
+        address=address[:500], lat=lat, lon=lon, category_id=category.id, external_id=source,
+        grid_id=locator.grid_id(lon, lat) if lat is not None and lon is not None else None))
     status = (row.get("Status") or "").strip().lower()
     summary.notes[f"status {status or 'blank'}"] += 1
     if status in ("", "pending", "open", "unspecified"):
