@@ -87,11 +87,11 @@ def test_overrides_take_precedence_over_the_library():
     assert holiday.add_working_days(date(2025, 9, 30), 7) == (date(2025, 10, 17), False)
 
 
-def test_an_entered_year_replaces_the_library_schedule():
-    entered = WorkCalendar(entered_years=frozenset({2025}), overrides={date(2025, 10, 1): False})
-    assert entered.day(date(2025, 10, 1)) == DayStatus(False, True)
-    assert entered.day(date(2025, 10, 2)) == DayStatus(True, True)  # not listed: weekend rule
-    assert entered.day(date(2025, 10, 11)) == DayStatus(False, True)
+def test_an_entered_library_year_only_corrects_the_library():
+    entered = WorkCalendar(entered_years=frozenset({2025}), overrides={date(2025, 10, 8): True})
+    assert entered.day(date(2025, 10, 8)) == DayStatus(True, True)  # listed: the correction wins
+    assert entered.day(date(2025, 10, 2)) == DayStatus(False, True)  # not listed: still the library's holiday
+    assert entered.day(date(2025, 10, 11)) == DayStatus(True, True)  # the library's adjusted Saturday
 
 
 def test_deadline_ends_at_local_midnight_minus_one_second():
@@ -263,10 +263,9 @@ def test_year_out_of_range_is_422(client, db):
 
 
 def test_entered_overrides_of_a_library_year_take_precedence(client, session, settings, city):
-    """An admin re-enters 2025 with 10-08 a working day: orders acknowledged afterwards count it."""
-    holidays = ["2025-01-01", "2025-10-01", "2025-10-02", "2025-10-03", "2025-10-06", "2025-10-07"]
-    body = {"days": [{"date": d, "working": False} for d in holidays]
-            + [{"date": "2025-09-28", "working": True}, {"date": "2025-10-11", "working": True}]}
+    """An admin corrects 2025 with 10-08 a working day: orders acknowledged afterwards count it;
+    the library's other holidays of the week stay."""
+    body = {"days": [{"date": "2025-10-08", "working": True, "name": "更正"}]}
     assert client.put("/api/v1/calendar/years/2025", json=body, headers=ADMIN).status_code == 200
     start = local(2025, 9, 30, 10, 0, 0)
     request = dispatched(session, settings, unit_id=city["D01-S01"], now=start)

@@ -79,7 +79,8 @@ def demo(
         street_rows = three_rates(session, month=month, level="street", settings=settings, now=now, min_cases=5)
         ledger = ledger_rows(session, filters=LedgerFilter(), settings=settings, now=now)
     ranked = [row for row in unit_rows if row.rank is not None]
-    print_rates(ranked[:15], title=f"{month} 承办单位三率排名 (top 15 of {len(ranked)} units with ≥ 5 cases)")
+    print_rates(ranked[:15], title=f"{month} 承办单位三率排名 (前 15 名，共 {len(ranked)} 个单位；"
+                                   "应响应 + 回访 ≥ 5 件方参与排名)")
     print_rates(street_rows, title=f"{month} 街道三率排名")
     write_xlsx(ledger, out / "ledger.xlsx", lang="zh")
     (out / "metrics.json").write_text(json.dumps(

@@ -73,8 +73,8 @@ def init(
         created = load_tree(session, csv_path=tree)
     console.print(f"数据库 database: {settings.database_url}")
     if city:
-        console.print(f"承办单位 units: {city.units}  网格 grids: {city.grids}")
-    console.print(f"诉求分类 categories: +{created} from {tree}")
+        console.print(f"承办单位 units: +{city.units} new  网格 grids: +{city.grids} new")
+    console.print(f"诉求分类 categories: +{created} new, from {tree}")
 
 
 @app.command()

@@ -42,23 +42,22 @@ class WorkCalendar:
     """The working-day calendar: the library's years, plus entered years and single-day overrides.
 
     ``overrides`` maps a date to ``True`` (a working day, e.g. an adjusted Saturday) or ``False``
-    (a holiday). ``entered_years`` are years whose official schedule was entered: their days not in
-    ``overrides`` follow the weekend rule and count as known.
+    (a holiday). ``entered_years`` are years whose official schedule was entered. In a year the
+    library knows, entered days only correct it (an empty entry changes nothing); in a later year,
+    the days not entered follow the weekend rule and count as known.
     """
 
     overrides: Mapping[date, bool] = field(default_factory=dict)
     entered_years: frozenset[int] = frozenset()
 
     def day(self, day: date) -> DayStatus:
-        """Return the status of ``day``: overrides first, then entered years, then the library."""
+        """Return the status of ``day``: overrides first, then the library, then entered years."""
         if day in self.overrides:
             return DayStatus(self.overrides[day], True)
-        if day.year in self.entered_years:
-            return DayStatus(day.weekday() < 5, True)
         first, last = library_years()
         if first <= day.year <= last:
             return DayStatus(chinese_calendar.is_workday(day), True)
-        return DayStatus(day.weekday() < 5, False)
+        return DayStatus(day.weekday() < 5, day.year in self.entered_years)
 
     def is_known_year(self, year: int) -> bool:
         """True when ``year``'s schedule is official (entered, or in the library)."""

@@ -113,6 +113,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "status.reopened": ("已重办", "reopened"),
     "status.cancelled": ("已撤销", "cancelled"),
     "action.submit": ("提交", "submit"),
+    "action.set_tier": ("设置时限", "set a deadline tier"),
+    "action.create_unit": ("新增承办单位", "create a handling unit"),
     "action.accept": ("受理", "accept"),
     "action.reject": ("不予受理", "reject"),
     "action.dispatch": ("派单", "dispatch"),
@@ -143,6 +145,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
 LABELS: dict[str, tuple[str, str]] = {
     "ServiceRequest": ("诉求", "Service request"),
     "WorkOrder": ("工单", "Work order"),
+    "Supervision": ("督办件", "Supervision case"),
     "OrgUnit": ("承办单位", "Handling unit"),
     "Category": ("诉求分类", "Category"),
     "Grid": ("网格", "Grid"),

@@ -16,7 +16,8 @@ MAX_ID = 2**31 - 1
 """Largest id a PostgreSQL ``integer`` column holds; larger ids are refused at the edge (422)."""
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_PHONE = re.compile(r"^\+?[0-9][0-9\- ]{4,19}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9\- ]{6,19}$")
+_PHONE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 
 
 def _clean(value: str) -> str:
@@ -55,6 +56,12 @@ def mask_phone(phone: str) -> str:
     if len(digits) >= 7:
         return digits[:3] + "****" + digits[-4:]
     return "*" * max(len(digits) - 2, 0) + digits[-2:] if digits else ""
+
+
+def mask_phones_in_text(text: str | None) -> str | None:
+    """Mask the mobile numbers a text contains (``我的电话13700002222`` → ``我的电话137****2222``):
+    citizens write their number into the description, and units into their replies."""
+    return _PHONE_IN_TEXT.sub(r"\1****\3", text) if text else text
 
 
 def mask_name(name: str) -> str:

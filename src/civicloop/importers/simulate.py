@@ -40,6 +40,36 @@ PROBLEMS = {
 }
 
 
+TOPIC_WORDS = {
+    "路灯": ("路灯", "照明", "市政"), "道路": ("道路", "市政设施", "交通"), "噪声": ("噪声", "噪音", "环境"),
+    "垃圾": ("垃圾", "环卫", "环境卫生"), "停车": ("停车", "道路交通", "交通管理", "交通"),
+    "电梯": ("电梯", "物业", "住房"),
+    "供暖": ("供暖", "暖气", "供热", "燃气"), "物业": ("物业", "住房"),
+}
+"""Words that pick the categories a topic's requests are filed under (first word with a match)."""
+DEPARTMENT_OF = {
+    "城乡建设": "DEP-ZJ", "环境保护": "DEP-HB", "交通运输": "DEP-JT", "教育文体": "DEP-JY",
+    "劳动和社会保障": "DEP-RS", "卫生计生": "DEP-WJ", "商贸旅游": "DEP-SW",
+}
+"""First-level category → the sample city's department that handles it (城管委 otherwise)."""
+UTILITY_OF = {"燃气": "UT-GAS", "水": "UT-WATER", "电": "UT-POWER", "暖": "UT-HEAT", "热": "UT-HEAT"}
+"""A word of the category's path → the utility that handles it."""
+
+
+def topic_categories(leaves: list[Category]) -> dict[str, list[Category]]:
+    """Return, for each topic, the leaf categories whose path names its first matching word (all
+    leaves when none does), so a request about a street lamp is not filed under school places."""
+    chosen = {}
+    for topic, words in TOPIC_WORDS.items():
+        matches: list[Category] = []
+        for word in words:
+            matches = [leaf for leaf in leaves if word in leaf.path]
+            if matches:
+                break
+        chosen[topic] = matches or leaves
+    return chosen
+
+
 @dataclass
 class Profile:
     """How a unit behaves: chance of a late acknowledgement, of returning an order, of a poor
@@ -67,7 +97,16 @@ def _route(category: Category, grid: Grid, rng: random.Random, units: dict[UnitK
         street = ancestor_of_kind(grid.community, UnitKind.STREET)
         if street is not None:
             return street
-    return rng.choice(units.get(kind) or units[UnitKind.DEPARTMENT])
+    if kind == UnitKind.UTILITY:
+        code = next((c for word, c in UTILITY_OF.items() if word in category.path), None)
+        named = [u for u in units.get(kind, []) if u.code == code]
+        if named:
+            return named[0]
+    if kind == UnitKind.DEPARTMENT or not units.get(kind):
+        code = DEPARTMENT_OF.get(category.path.split("/")[0], "DEP-CG")
+        named = [u for u in units[UnitKind.DEPARTMENT] if u.code == code]
+        return named[0] if named else rng.choice(units[UnitKind.DEPARTMENT])
+    return rng.choice(units[kind])
 
 
 def simulate_month(
@@ -90,11 +129,13 @@ def simulate_month(
     leaves = list(session.scalars(select(Category).where(Category.level == 3).order_by(Category.id)))
     if not grids or not leaves or UnitKind.DEPARTMENT not in units:
         raise ValueError("simulate_month needs grids, leaf categories and departments: run `civicloop init`")
+    by_topic = topic_categories(leaves)
     report = SimulationReport()
     times = sorted(start + timedelta(seconds=rng.uniform(0, days * 86400)) for _ in range(count))
     for filed in times:
-        grid, category = rng.choice(grids), rng.choice(leaves)
+        grid = rng.choice(grids)
         topic, text = rng.choice(list(PROBLEMS.items()))
+        category = rng.choice(by_topic[topic])
         place = rng.choice(PLACES)
         ring = grid.geometry["coordinates"][0]
         lon = rng.uniform(ring[0][0], ring[1][0])

@@ -104,7 +104,7 @@ def accept(
         values["deadline_tier"] = str(deadline_tier)
     old, new = move_request(session, request, Action.ACCEPT, actor=actor, values=values, now=now)
     record(session, request=request, action=Action.ACCEPT, actor=actor, now=now, from_status=old, to_status=new,
-           reason=note, data={k: str(v) for k, v in values.items()})
+           reason=note, data=dict(values))
     return request
 
 

@@ -32,6 +32,7 @@ from civicloop.core.errors import FieldError
 from civicloop.core.i18n import translate, word
 from civicloop.core.settings import Settings
 from civicloop.core.timeutil import as_utc
+from civicloop.core.validation import mask_phones_in_text
 from civicloop.org.models import OrgUnit
 from civicloop.requests.models import (
     Channel,
@@ -240,10 +241,11 @@ def ledger_rows(
         replied_late = replied_at is not None and due_at is not None and replied_at > due_at
         acknowledged_late = acknowledged_at is not None and acknowledged_at > response_due_at
         rows.append(LedgerRow(
-            id=rid, created_at=created.astimezone(tz), channel=Channel(channel), title=title,
+            id=rid, created_at=created.astimezone(tz), channel=Channel(channel),
+            title=mask_phones_in_text(title) or "",
             category_path=path, street_id=street_id, street_name=street_name, lead_unit_id=unit_id,
             lead_unit_name=unit_name, deadline=deadline.astimezone(tz) if deadline else None,
-            status=RequestStatus(status), reply_text=reply_text,
+            status=RequestStatus(status), reply_text=mask_phones_in_text(reply_text),
             replied_at=replied_at.astimezone(tz) if replied_at else None, resolved=resolved,
             satisfaction=Satisfaction(satisfaction) if satisfaction else None,
             overdue=bool(any_overdue) or open_late or replied_late or acknowledged_late, fallback=bool(fallback),

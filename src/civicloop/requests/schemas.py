@@ -7,11 +7,11 @@ import datetime as dt
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from civicloop.catalog.models import DeadlineTier
-from civicloop.core.validation import Id, Phone, Text, mask_name, mask_phone
+from civicloop.core.validation import Id, Phone, Text, mask_name, mask_phone, mask_phones_in_text
 from civicloop.requests.models import (
     Channel,
     RejectReason,
@@ -92,7 +92,7 @@ class ExtensionIn(Strict):
 
 
 class ExtensionDecisionIn(Strict):
-    approve: bool
+    approve: StrictBool
     due_at: AwareDatetime | None = None
     reason: Note = ""  # type: ignore[valid-type]
 
@@ -102,7 +102,7 @@ class ReplyIn(Strict):
 
 
 class CallbackIn(Strict):
-    resolved: bool
+    resolved: StrictBool
     satisfaction: Satisfaction
     note: Note = ""  # type: ignore[valid-type]
 
@@ -113,7 +113,7 @@ class ReopenIn(Strict):
 
 class SuperviseIn(Strict):
     note: Reason  # type: ignore[valid-type]
-    redo: bool = False
+    redo: StrictBool = False
 
 
 class CloseSupervisionIn(Strict):
@@ -151,7 +151,9 @@ class WorkOrderOut(BaseModel):
 
     @classmethod
     def of(cls, order: WorkOrder) -> WorkOrderOut:
-        return cls.model_validate(order, from_attributes=True)
+        out = cls.model_validate(order, from_attributes=True)
+        out.reply_text = mask_phones_in_text(out.reply_text)
+        return out
 
 
 class RequestOut(BaseModel):
@@ -189,6 +191,8 @@ class RequestOut(BaseModel):
         data: dict[str, Any] = {c: getattr(request, c) for c in cls.model_fields if c != "work_orders"}
         data["citizen_name"] = mask_name(request.citizen_name)
         data["citizen_phone"] = mask_phone(request.citizen_phone)
+        data["title"] = mask_phones_in_text(request.title)
+        data["description"] = mask_phones_in_text(request.description)
         data["work_orders"] = [WorkOrderOut.of(o) for o in request.work_orders]
         return cls.model_validate(data)
 
@@ -229,7 +233,7 @@ class SupervisionOut(BaseModel):
 
 class CalendarDayIn(Strict):
     date: dt.date
-    working: bool
+    working: StrictBool
     name: Short = ""  # type: ignore[valid-type]
 
 
