@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from civicloop.importers.common import ImportSummary
 from civicloop.importers.teddy import external_id, import_teddy, read_messages
 from civicloop.importers.teddy_places import find_places, find_unit
-from civicloop.org.models import OrgUnit, UnitKind
+from civicloop.org.models import OrgUnit, Place, PlaceKind, UnitKind
 from civicloop.requests.ledger import LedgerFilter, ledger_rows
 from civicloop.requests.models import RequestEvent, RequestStatus, ServiceRequest
 from tests.conftest import SHARED_DATA
@@ -64,6 +64,8 @@ def test_places_and_units_of_real_messages():
     assert find_unit("经查，市住建局已督促开发商整改", a_city) == "A市住建局"
     assert find_unit("根据《中共A市委A市人民政府关于学前教育的意见》，现答复如下", a_city) is None
     assert find_places("A7县星沙街道丽发新城小区停水", "").estate == "丽发新城"
+    assert find_places("A3区潇楚南路洋湖段怎么还没修好？", "").road == "潇楚南路"
+    assert find_places("公交线路太少，走投无路", "").road is None
 
 
 def test_import_replays_a_real_reply_with_its_real_delay(session, settings, tmp_path):
@@ -92,6 +94,11 @@ def test_import_replays_a_real_reply_with_its_real_delay(session, settings, tmp_
     assert row.overdue is True and row.lead_unit_name == "A3区洋湖街道"
     actions = [e.action for e in session.scalars(select(RequestEvent).where(RequestEvent.request_id == request.id))]
     assert actions == ["submit", "accept", "dispatch", "acknowledge", "reply"]
+    # the road it names is in the gazetteer, in its district
+    road = session.scalars(select(Place).where(Place.name == "潇楚南路")).one()
+    assert (road.kind, session.get(OrgUnit, road.district_id).name) == (PlaceKind.ROAD, "A3区")
+    assert request.address == "A3区 潇楚南路"
+    assert session.scalar(select(func.count()).select_from(Place).where(Place.kind == PlaceKind.DISTRICT)) >= 5
 
 
 def test_a_message_without_reply_waits_for_intake_with_its_votes(session, settings, tmp_path):
@@ -107,11 +114,11 @@ def test_a_message_without_reply_waits_for_intake_with_its_votes(session, settin
 def test_importing_twice_changes_nothing(session, settings, tmp_path):
     folder = _slice(tmp_path / "teddy", rows=15)
     first = import_teddy(session, folder=folder, settings=settings)
-    counts = [session.scalar(select(func.count()).select_from(t)) for t in (ServiceRequest, OrgUnit, RequestEvent)]
+    tables = (ServiceRequest, OrgUnit, RequestEvent, Place)
+    counts = [session.scalar(select(func.count()).select_from(t)) for t in tables]
     again = import_teddy(session, folder=folder, settings=settings)
     assert (again.stored, again.unchanged) == (0, first.stored)
-    assert [session.scalar(select(func.count()).select_from(t))
-            for t in (ServiceRequest, OrgUnit, RequestEvent)] == counts
+    assert [session.scalar(select(func.count()).select_from(t)) for t in tables] == counts
 
 
 def test_a_malformed_row_is_reported_with_its_line_and_skipped(session, settings, tmp_path):

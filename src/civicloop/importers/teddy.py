@@ -3,8 +3,9 @@
 Every message becomes a service request of channel ``web`` with its real title, body and time;
 upvotes become its support count; the publisher's first-level label becomes its category. A
 message that appears in several files (same id and title) is one request. The place it names
-(``A7县``, ``A3区洋湖街道``, ``丽发新城``) lands it in a district, street and grid of a gazetteer built
-from the data (see ``teddy_places``).
+(``A7县``, ``A3区洋湖街道``, ``潇楚南路``, ``丽发新城``) lands it in a district, street and grid built
+from the data, and every such name goes into the gazetteer (``places``) with where it lies (see
+``teddy_places``).
 
 A message with the government's reply is replayed through the real loop: accepted and dispatched
 when it was filed, acknowledged and replied at the real reply time with the real text, to the
@@ -37,7 +38,7 @@ from civicloop.core.roles import Role
 from civicloop.core.settings import Settings
 from civicloop.importers.common import ImportSummary, parse_time
 from civicloop.importers.teddy_places import Places, find_places, find_unit, unit_kind
-from civicloop.org.models import Grid, OrgUnit, UnitKind
+from civicloop.org.models import Grid, OrgUnit, Place, PlaceKind, UnitKind
 from civicloop.requests import handling, intake
 from civicloop.requests.models import Channel, ServiceRequest
 from civicloop.requests.service import Actor
@@ -144,7 +145,19 @@ class Gazetteer:
         self.units = {u.code: u for u in session.scalars(select(OrgUnit).where(OrgUnit.code.like("teddy:%")))}
         """Units by code; codes longer than 40 characters are looked up by their short form."""
         self.grids = {g.code: g for g in session.scalars(select(Grid).where(Grid.code.like("teddy:%")))}
+        self.places = {(p.name, p.kind, p.district_id) for p in session.scalars(
+            select(Place).where(Place.source == "teddy2020c"))}
         self.created = 0
+
+    def remember(self, name: str, kind: PlaceKind, district: OrgUnit | None, *, unit: OrgUnit | None = None,
+                 grid: Grid | None = None) -> None:
+        """Add ``name`` to the gazetteer (地名库) unless it is there already."""
+        key = (name[:100], kind.value, district.id if district else None)
+        if key in self.places:
+            return
+        self.session.add(Place(name=key[0], kind=kind, district_id=key[2], unit_id=unit.id if unit else None,
+                               grid_id=grid.id if grid else None, aliases=[], source="teddy2020c"))
+        self.places.add(key)
 
     def unit(self, code: str, name: str, kind: UnitKind, parent: OrgUnit | None) -> OrgUnit:
         """Return the unit ``code``, creating it under ``parent`` when new."""
@@ -167,9 +180,13 @@ class Gazetteer:
         if places.district is None:
             return None, None, None
         district = self.district(places.district)
+        self.remember(places.district, PlaceKind.DISTRICT, district, unit=district)
         street = None
         if places.street:
             street = self.unit(f"teddy:{places.district}/{places.street}", places.street, UnitKind.STREET, district)
+            self.remember(places.street, PlaceKind.STREET, district, unit=street)
+        if places.road:
+            self.remember(places.road, PlaceKind.ROAD, district)
         if not places.estate:
             return district, street, None
         parent = street or district
@@ -187,6 +204,7 @@ class Gazetteer:
             self.session.add(grid)
             self.session.flush()
             self.grids[code] = grid
+        self.remember(places.estate, PlaceKind.ESTATE, district, grid=grid)
         return district, street, grid
 
     def answering_unit(self, name: str, places: Places) -> OrgUnit:
@@ -242,8 +260,8 @@ def _store(
     district, street, grid = gazetteer.place(found)
     data = intake.NewRequest(
         channel=Channel.WEB, title=message.title[:200], description=message.detail,
-        citizen_name=message.user_id[:100], address=" ".join(filter(None, [found.district, found.street,
-                                                                           found.estate]))[:500],
+        citizen_name=message.user_id[:100],
+        address=" ".join(filter(None, [found.district, found.street, found.road, found.estate]))[:500],
         grid_id=grid.id if grid else None, category_id=level1.get(message.label or ""),
         support_count=message.upvotes, external_id=message.key,
     )

@@ -35,6 +35,14 @@ UNIT_SCAN_CHARS = 200
 """Replies name their unit near the start; later mentions are usually other bodies cited."""
 
 
+ROAD = re.compile(r"([\u4e00-\u9fa5]{2,6}?)(大道|大街|路)(?![口段边上])")
+ROAD_CUT = re.compile(r".*(?:[的是在了我诉映到于和与至对从把被市区县镇乡号街栋楼条段旁近])")
+ROAD_GENERIC = {
+    "道", "马", "公", "铁", "出", "思", "线", "水", "门", "网", "走", "修", "小", "大", "高速公", "这条", "那条",
+    "一条", "老", "新", "土", "进", "回", "让", "带", "堵", "封", "断", "挡", "占", "机动车", "人行",
+}
+
+
 @dataclass(frozen=True)
 class Places:
     """Places named by one message, from the largest to the smallest; ``None`` where absent."""
@@ -43,6 +51,7 @@ class Places:
     district: str | None
     street: str | None
     estate: str | None
+    road: str | None = None
 
 
 def find_places(title: str, detail: str) -> Places:
@@ -67,9 +76,15 @@ def find_places(title: str, detail: str) -> Places:
             if found.group(2) == "小区" and stem.endswith(("新城", "花园", "新村", "家园", "社区", "公寓", "花苑")):
                 estate = stem  # 丽发新城小区 is 丽发新城
             break
+    road = None
+    for found in ROAD.finditer(text):
+        stem = ROAD_CUT.sub("", found.group(1))
+        if 2 <= len(stem) <= 5 and stem not in ROAD_GENERIC and not stem.endswith(("道", "马", "公", "铁", "线", "无")):
+            road = stem + found.group(2)
+            break
     return Places(
         city=f"{city.group(1)}市" if city else None, district=district,
-        street=street.group(2) if street else None, estate=estate,
+        street=street.group(2) if street else None, estate=estate, road=road,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from civicloop.core.db import Base
@@ -52,3 +52,32 @@ class Grid(Base):
     geometry: Mapped[dict] = mapped_column(JSON)
 
     community: Mapped[OrgUnit] = relationship(back_populates="grids")
+
+
+class PlaceKind(StrEnum):
+    """Kinds of named place in the gazetteer (地名库)."""
+
+    DISTRICT = "district"
+    STREET = "street"
+    ESTATE = "estate"  # 小区 / 花园 / 新村
+    ROAD = "road"  # 路 / 大道 / 大街
+
+
+class Place(Base):
+    """A place name the deployment knows (地名库): where it lies (district, grid) and its aliases.
+
+    Filled by the importers from the names their data uses, and by admins; intake matches request
+    texts against it.
+    """
+
+    __tablename__ = "places"
+    __table_args__ = (UniqueConstraint("name", "kind", "district_id", name="uq_places_name_kind_district"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    kind: Mapped[PlaceKind] = mapped_column(String(16))
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(40), default="")
