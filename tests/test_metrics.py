@@ -211,14 +211,16 @@ def test_parse_month_gives_the_local_month_in_utc():
                                                 datetime(2019, 12, 31, 16, tzinfo=UTC))
 
 
-@pytest.mark.parametrize("text", [
-    "2019-13", "2019-00", "2019-6x", "2019-6", "201906", "2019/06", "", "19-06", "2019-06-01", "0000-01",
-    "0001-01", "9999-12", "abcd-ef", "２０１９-０６", "2019-06\n1",
+@pytest.mark.parametrize(("text", "code"), [
+    ("2019-13", "v.month_range"), ("2019-00", "v.month_range"), ("2019-6x", "v.month"), ("2019-6", "v.month"),
+    ("201906", "v.month"), ("2019/06", "v.month"), ("", "v.month"), ("19-06", "v.month"), ("2019-06-01", "v.month"),
+    ("0000-01", "v.month_range"), ("0001-01", "v.month_range"), ("9999-12", "v.month_range"),
+    ("1999-12", "v.month_range"), ("abcd-ef", "v.month"), ("２０１９-０６", "v.month"), ("2019-06\n1", "v.month"),
 ])
-def test_parse_month_refuses(text):
+def test_parse_month_refuses(text, code):
     with pytest.raises(FieldError) as caught:
         parse_month(text, SHANGHAI)
-    assert (caught.value.field, caught.value.code) == (("month",), "v.month")
+    assert (caught.value.field, caught.value.code) == (("month",), code)
 
 
 def test_unknown_level_is_a_field_error(session, settings):
@@ -262,7 +264,12 @@ def test_metrics_api_refuses_bad_input(client, params, field):
 
 
 def test_metrics_api_month_message_in_both_languages(client):
-    zh = client.get("/api/v1/metrics", params={"month": "2019-13"}).json()
+    zh = client.get("/api/v1/metrics", params={"month": "2019-6"}).json()
     assert zh["error"]["fields"][0]["message"] == "月份格式应为 YYYY-MM"
-    en = client.get("/api/v1/metrics", params={"month": "2019-13"}, headers={"Accept-Language": "en"}).json()
+    en = client.get("/api/v1/metrics", params={"month": "2019-6"}, headers={"Accept-Language": "en"}).json()
     assert en["error"]["fields"][0]["message"] == "Month must be YYYY-MM"
+    # well shaped but no such month: say what range is meant, not that the format is wrong
+    zh = client.get("/api/v1/metrics", params={"month": "2019-13"}).json()
+    assert zh["error"]["fields"][0]["message"] == "月份须在 2000-01 到 2100-12 之间"
+    en = client.get("/api/v1/metrics", params={"month": "2019-13"}, headers={"Accept-Language": "en"}).json()
+    assert en["error"]["fields"][0]["message"] == "The month must lie between 2000-01 and 2100-12"

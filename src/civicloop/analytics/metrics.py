@@ -48,13 +48,16 @@ def parse_month(text: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """Return the calendar month ``YYYY-MM`` of zone ``tz`` as aware UTC instants [start, end).
 
     ``"2019-06"`` in Asia/Shanghai gives (2019-05-31 16:00 UTC, 2019-06-30 16:00 UTC). Raises
-    ``FieldError("month", "v.month")`` for anything else (``2019-13``, ``2019-6``, ``2019-6x``,
-    ``201906``, year 0000).
+    ``FieldError("month", "v.month")`` for text not shaped ``YYYY-MM`` (``2019-6``, ``2019-6x``,
+    ``201906``) and ``FieldError("month", "v.month_range")`` for a well-shaped month that does not
+    exist or lies outside 2000-01…2100-12 (``2019-13``, ``0000-01``), the ledger's year range.
     """
     found = _MONTH.fullmatch(text.strip())
     if found is None:
         raise FieldError("month", "v.month")
     year, month = int(found[1]), int(found[2])
+    if not (1 <= month <= 12 and 2000 <= year <= 2100):
+        raise FieldError("month", "v.month_range", min="2000-01", max="2100-12")
     try:
         start = datetime(year, month, 1, tzinfo=tz)
         end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)

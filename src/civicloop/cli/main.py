@@ -125,18 +125,21 @@ def ledger_export(
     from civicloop.requests.ledger import LedgerFilter, ledger_rows, write_csv, write_xlsx
     from civicloop.requests.models import RequestStatus
 
-    try:
-        filters = LedgerFilter(
-            start=date.fromisoformat(start) if start else None, end=date.fromisoformat(end) if end else None,
-            unit_id=unit, street_id=street, category_id=category,
-            status=RequestStatus(status) if status else None,
-        )
-    except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    def day(option: str, text: str | None) -> date | None:
+        try:
+            return date.fromisoformat(text) if text else None
+        except ValueError as exc:
+            raise typer.BadParameter(f"{text!r} 不是有效日期 is not a valid date (YYYY-MM-DD)",
+                                     param_hint=option) from exc
+
+    if status is not None and status not in {s.value for s in RequestStatus}:
+        raise typer.BadParameter(f"one of {', '.join(s.value for s in RequestStatus)}", param_hint="--status")
+    filters = LedgerFilter(
+        start=day("--start", start), end=day("--end", end), unit_id=unit, street_id=street, category_id=category,
+        status=RequestStatus(status) if status else None,
+    )
     if out.suffix.lower() not in (".xlsx", ".csv"):
-        console.print("[red]--out must end in .xlsx or .csv[/red]")
-        raise typer.Exit(2)
+        raise typer.BadParameter("须以 .xlsx 或 .csv 结尾 must end in .xlsx or .csv", param_hint="--out")
     settings = get_settings()
     with session_scope() as session:
         rows = ledger_rows(session, filters=filters, settings=settings)

@@ -74,6 +74,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "v.assisting_is_lead": ("协办单位不能与主办单位相同", "An assisting unit cannot also be the lead"),
     "v.date_range": ("开始日期不能晚于结束日期", "The start date must not be after the end date"),
     "v.month": ("月份格式应为 YYYY-MM", "Month must be YYYY-MM"),
+    "v.month_range": ("月份须在 {min} 到 {max} 之间", "The month must lie between {min} and {max}"),
     "v.year_range": ("年份须在 {min} 到 {max} 之间", "The year must be between {min} and {max}"),
     "v.day_outside_year": ("日期 {date} 不在 {year} 年内", "Date {date} is not in {year}"),
     "v.duplicate_day": ("日期 {date} 重复出现", "Date {date} appears twice"),

@@ -1,0 +1,42 @@
+"""The ``civicloop`` command as a user runs it: a real process on a temporary SQLite database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from openpyxl import load_workbook
+
+CLI = str(Path(sys.executable).with_name("civicloop"))
+
+
+def run(*args: str, db: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CIVICLOOP_DATABASE_URL": f"sqlite:///{db}", "COLUMNS": "120"}
+    return subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_init_then_ledger_export_and_metrics(tmp_path):
+    db = tmp_path / "c.db"
+    init = run("init", db=db, cwd=tmp_path)
+    assert init.returncode == 0, init.stderr
+    assert "承办单位 units: +35 new" in init.stdout
+    again = run("init", db=db, cwd=tmp_path)
+    assert again.returncode == 0 and "units: +0 new" in again.stdout  # nothing new to seed
+    out = tmp_path / "ledger.xlsx"
+    export = run("ledger", "export", "--out", str(out), db=db, cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    assert [c.value for c in next(load_workbook(out).active.iter_rows(max_row=1))][:2] == ["诉求编号", "登记时间"]
+    metrics = run("metrics", "--month", "2019-06", "--json", db=db, cwd=tmp_path)
+    assert (metrics.returncode, metrics.stdout.strip()) == (0, "[]")
+
+
+def test_bad_arguments_name_the_option(tmp_path):
+    db = tmp_path / "c.db"
+    bad_day = run("ledger", "export", "--out", "x.xlsx", "--start", "2019-02-30", db=db, cwd=tmp_path)
+    assert bad_day.returncode == 2 and "--start" in bad_day.stderr and "2019-02-30" in bad_day.stderr
+    bad_out = run("ledger", "export", "--out", "x.txt", db=db, cwd=tmp_path)
+    assert bad_out.returncode == 2 and "--out" in bad_out.stderr
+    bad_month = run("metrics", "--month", "2019-13", db=db, cwd=tmp_path)
+    assert bad_month.returncode == 2 and "月份须在 2000-01 到 2100-12 之间" in bad_month.stdout
