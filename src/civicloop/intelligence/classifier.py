@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ Doc = tuple[str, str]
 """A message as the classifier reads it: ``(title, body)``; either may be empty."""
 
 
-class Block:
+class Block(ABC):
     """TF-IDF of the n-grams of one field of ``(title, body)`` docs: ``"text"`` (title + body) or ``"title"``.
 
     Keeps the n-grams found in at least ``min_df`` training texts; idf is scikit-learn's smoothed
@@ -102,13 +103,13 @@ class Block:
         values = self._weigh(rows, cols, tf, n_rows)
         return sparse.csr_matrix((values, (rows, cols)), shape=(n_rows, len(kept))), kept
 
+    @abstractmethod
     def _tallied(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return ``(rows, cols, tf)``: the distinct (doc, known n-gram column) cells and their counts."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fit_transform(self, docs: Sequence[Doc]) -> sparse.csr_matrix:
         """Learn the vocabulary and idf from ``docs``; return their TF-IDF matrix (n × kept n-grams)."""
-        raise NotImplementedError
 
     def cells(self, docs: Sequence[Doc]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return the TF-IDF of ``docs`` as ``(rows, cols, values)`` arrays of its non-zero cells (n-grams
