@@ -27,11 +27,11 @@ PG_URL = os.environ.get("CIVICLOOP_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 
-def _own_database(url: str) -> str:
+def own_database(url: str, suffix: str = "") -> str:
     """Create a database of this test process's own and return its URL, so parallel workers (and
-    parallel runs) never truncate each other's tables. Dropped again by :func:`_drop_database`."""
+    parallel runs) never truncate each other's tables. Dropped again by :func:`drop_database`."""
     base, _, name = url.rpartition("/")
-    own = f"{name}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
+    own = f"{name}{suffix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
     admin = make_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{own}"'))
@@ -40,7 +40,7 @@ def _own_database(url: str) -> str:
     return f"{base}/{own}"
 
 
-def _drop_database(admin_url: str, url: str) -> None:
+def drop_database(admin_url: str, url: str) -> None:
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)'))
@@ -54,17 +54,18 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     else:
         assert PG_URL
-        url = _own_database(PG_URL)
+        url = own_database(PG_URL)
     upgrade(url)
     eng = make_engine(url)
     yield eng
     eng.dispose()
     if request.param == "postgresql":
         assert PG_URL
-        _drop_database(PG_URL, url)
+        drop_database(PG_URL, url)
 
 
-def _empty(engine: Engine) -> None:
+def empty_tables(engine: Engine) -> None:
+    """Delete every row of every table (TRUNCATE … RESTART IDENTITY on PostgreSQL)."""
     tables = [t.name for t in reversed(metadata.sorted_tables)]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -78,7 +79,7 @@ def _empty(engine: Engine) -> None:
 def db(engine: Engine) -> Iterator[Engine]:
     """The engine, with every table emptied after the test."""
     yield engine
-    _empty(engine)
+    empty_tables(engine)
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from civicloop.catalog.service import BUILTIN_TREE
 from civicloop.core.calendar import WorkCalendar
 from civicloop.core.db import make_engine
 from civicloop.core.migrate import upgrade
-from civicloop.core.registry import metadata
 from civicloop.core.settings import Settings
 from civicloop.importers.generator import generate_to_database, generate_to_parquet
 from civicloop.importers.generator_city import builtin_categories, city_from_rows, plan_city
@@ -38,6 +37,7 @@ from civicloop.org.models import OrgUnit
 from civicloop.requests.deadlines import resolution_due
 from civicloop.requests.models import ServiceRequest, Supervision, WorkOrder
 from civicloop.requests.rules import REQUEST_ALLOWED, WORK_ORDER_ALLOWED
+from tests.conftest import drop_database, empty_tables, own_database
 
 pytestmark = pytest.mark.xdist_group("generator")
 
@@ -54,16 +54,6 @@ def _settings() -> Settings:
     return Settings(_env_file=None)  # type: ignore[call-arg]
 
 
-def _empty(engine: Engine) -> None:
-    tables = [t.name for t in reversed(metadata.sorted_tables)]
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
-
-
 def _run(engine: Engine, **kw: Any) -> dict[str, Any]:
     args: dict[str, Any] = {"requests": N, "seed": SEED, "settings": _settings(), "start": START, "months": 24,
                             "chunk": CHUNK, **kw}
@@ -75,28 +65,20 @@ def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
               ) -> Iterator[tuple[Engine, dict[str, Any]]]:
     """N requests over 2024–2025 (three chunks) in a database of this module's own (so the tests
     on the ``db`` fixture, which empty their tables, never see it), once per backend."""
-    admin = None
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('generated') / 'generated.db'}"
     else:
         assert PG_URL
-        base, _, name = PG_URL.rpartition("/")
-        own = f"{name}_gen_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{os.getpid()}"
-        admin = make_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{own}"'))
-            conn.execute(text(f'CREATE DATABASE "{own}"'))
-        url = f"{base}/{own}"
+        url = own_database(PG_URL, "_gen")
     upgrade(url)
     engine = make_engine(url)
     try:
         yield engine, _run(engine)
     finally:
         engine.dispose()
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)'))
-            admin.dispose()
+        if request.param == "postgresql":
+            assert PG_URL
+            drop_database(PG_URL, url)
 
 
 def _rows(engine: Engine, table: Any) -> list[dict[str, Any]]:
@@ -138,10 +120,10 @@ def test_same_seed_same_rows_in_the_database(db: Engine) -> None:
     """Three runs: seed 7 twice (identical rows, ids included), then seed 8 (different rows)."""
     _run(db, requests=2_000, chunk=800)
     first = _dump(db)
-    _empty(db)
+    empty_tables(db)
     _run(db, requests=2_000, chunk=800)
     assert _dump(db) == first
-    _empty(db)
+    empty_tables(db)
     _run(db, requests=2_000, chunk=800, seed=8)
     other = _dump(db)
     assert len(other[0]) == 2_000

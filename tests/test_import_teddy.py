@@ -131,3 +131,18 @@ def test_a_malformed_row_is_reported_with_its_line_and_skipped(session, settings
     assert summary.skipped == [("messages_unlabelled.csv", 7, "unreadable created_at"),
                                ("messages_unlabelled.csv", 8, "no title and no body")]
     assert session.scalar(select(func.count()).where(ServiceRequest.title == "坏数据")) == 0
+
+
+def test_an_answering_department_sits_under_the_district_it_names(session):
+    from civicloop.importers.teddy import Gazetteer
+    from civicloop.importers.teddy_places import Places
+
+    gazetteer = Gazetteer(session)
+    places = Places(city="A市", district="A5区", street=None, estate=None)
+    bureau = gazetteer.answering_unit("A5区教育局", places)
+    assert (bureau.kind, session.get(OrgUnit, bureau.parent_id).name) == (UnitKind.DEPARTMENT, "A5区")
+    city_bureau = gazetteer.answering_unit("A市住建局", places)
+    assert (city_bureau.kind, city_bureau.parent_id) == (UnitKind.DEPARTMENT, None)
+    government = gazetteer.answering_unit("A12县人民政府", places)
+    assert (government.kind, government.name) == (UnitKind.DISTRICT, "A12县")
+    assert gazetteer.answering_unit("A5区教育局", places).id == bureau.id  # matched, not created again

@@ -48,7 +48,7 @@ from civicloop.requests.models import (
 )
 from civicloop.requests.rules import ACTIVE_ORDER
 from civicloop.requests.service import Actor
-from tests.conftest import _empty
+from tests.conftest import empty_tables
 from tests.helpers import DISPATCHER, OPERATOR, SUPERVISOR
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -70,7 +70,7 @@ def loop_city(engine: Engine) -> Iterator[dict[str, int]]:
         s.commit()
         ids = {u.code: u.id for u in s.scalars(select(OrgUnit))}
     yield ids
-    _empty(engine)
+    empty_tables(engine)
 
 
 def _reset(engine: Engine) -> None:

@@ -20,7 +20,7 @@ from civicloop.cli.generate import generate
 from civicloop.cli.importer import app as import_app
 from civicloop.cli.model import app as model_app
 from civicloop.cli.model import classify
-from civicloop.core.db import get_engine, session_scope
+from civicloop.core.db import session_scope
 from civicloop.core.errors import CivicloopError
 from civicloop.core.i18n import translate
 from civicloop.core.settings import get_settings
@@ -199,4 +199,4 @@ def print_rates(rows: list, title: str) -> None:  # type: ignore[type-arg]
     console.print(table)
 
 
-__all__ = ["app", "get_engine"]
+__all__ = ["app"]

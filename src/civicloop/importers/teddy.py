@@ -37,7 +37,7 @@ from civicloop.catalog.service import load_tree
 from civicloop.core.roles import Role
 from civicloop.core.settings import Settings
 from civicloop.importers.common import ImportSummary, parse_time
-from civicloop.importers.teddy_places import Places, find_places, find_unit, unit_kind
+from civicloop.importers.teddy_places import DISTRICT, Places, find_places, find_unit, unit_kind
 from civicloop.org.models import Grid, OrgUnit, Place, PlaceKind, UnitKind
 from civicloop.requests import handling, intake
 from civicloop.requests.models import Channel, ServiceRequest
@@ -212,12 +212,8 @@ class Gazetteer:
         kind = UnitKind(unit_kind(name))
         if kind == UnitKind.DISTRICT:
             return self.district(name.removesuffix("人民政府"))
-        parent = None
-        head = name[:4]
-        for size in (4, 3, 2):
-            if len(head) >= size and head[size - 1] in "区县市" and head[0].isascii() and head[1:size - 1].isdigit():
-                parent = self.district(head[:size])
-                break
+        district = DISTRICT.match(name)
+        parent = self.district(district.group(1)) if district else None
         return self.unit(f"teddy:unit:{name}", name, kind, parent)
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from civicloop.core.errors import IllegalTransition, NotFound
+from civicloop.core.errors import Forbidden, IllegalTransition, NotFound
 from civicloop.core.settings import Settings
 from civicloop.org.models import OrgUnit
 from civicloop.requests.intake import new_order, next_round
@@ -156,8 +156,6 @@ def supervise(
 
 def check_role(action: Action, actor: Actor) -> None:
     """Raise ``Forbidden`` unless ``actor``'s role may fire ``action`` on a request."""
-    from civicloop.core.errors import Forbidden
-
     if actor.role not in REQUEST_RULES[action].roles:
         raise Forbidden(role=actor.role.value, action=action.value)
 

@@ -25,7 +25,7 @@ from civicloop.requests.models import (
     WorkOrder,
     WorkOrderRole,
 )
-from civicloop.requests.rules import REQUEST_RULES, WORK_ORDER_RULES, Action, check
+from civicloop.requests.rules import ACTIVE_ORDER, REQUEST_RULES, WORK_ORDER_RULES, Action, check
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,6 @@ def get_work_order(session: Session, *, work_order_id: int) -> WorkOrder:
 def active_lead(request: ServiceRequest) -> WorkOrder | None:
     """Return the request's live lead work order (the latest one not returned, reopened or
     cancelled), or ``None``."""
-    from civicloop.requests.rules import ACTIVE_ORDER
-
     leads = [o for o in request.work_orders if o.role == WorkOrderRole.LEAD and o.status in ACTIVE_ORDER]
     return leads[-1] if leads else None
 
