@@ -84,8 +84,21 @@ def db(engine: Engine) -> Iterator[Engine]:
 
 @pytest.fixture
 def settings() -> Settings:
-    """Default settings (the tests that need others build their own)."""
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    """Default settings, except that intelligent intake is off: these tests drive the loop by hand
+    (tests/test_triage.py switches it on, with a model of its own)."""
+    return Settings(_env_file=None, triage_on_intake=False)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def trained_classifier() -> object:
+    """The shipped classifier trained once per test process on the training part of the fixed split
+    (about 40 s). Tests that use it share the xdist group ``classifier``, so one worker trains it."""
+    from civicloop.intelligence import classifier
+    from civicloop.intelligence.data import load_split, shared_data_dir
+
+    if shared_data_dir() is None:
+        pytest.skip("shared data folder teddy2020c/ not found")
+    return classifier.train(load_split().train, method=classifier.OURS)
 
 
 @pytest.fixture

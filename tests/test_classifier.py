@@ -34,10 +34,13 @@ from civicloop.intelligence.data import (
 MIN_MACRO_F1 = 0.87
 MIN_ACCURACY = 0.87
 
-pytestmark = pytest.mark.skipif(
-    shared_data_dir() is None,
-    reason="shared data folder teddy2020c/ not found (set CIVICLOOP_SHARED_DATA or place ../shared/data)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shared_data_dir() is None,
+        reason="shared data folder teddy2020c/ not found (set CIVICLOOP_SHARED_DATA or place ../shared/data)",
+    ),
+    pytest.mark.xdist_group("classifier"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,8 @@ def split() -> Split:
 
 
 @pytest.fixture(scope="module")
-def model(split: Split) -> classifier.TextClassifier:
-    return classifier.train(split.train, method=classifier.OURS)
+def model(trained_classifier: classifier.TextClassifier) -> classifier.TextClassifier:
+    return trained_classifier
 
 
 @pytest.fixture(scope="module")

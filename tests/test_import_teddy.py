@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from civicloop.importers.common import ImportSummary
 from civicloop.importers.teddy import external_id, import_teddy, read_messages
-from civicloop.importers.teddy_places import find_places, find_unit
+from civicloop.intelligence.place_patterns import find_places, find_unit
 from civicloop.org.models import OrgUnit, Place, PlaceKind, UnitKind
 from civicloop.requests.ledger import LedgerFilter, ledger_rows
 from civicloop.requests.models import RequestEvent, RequestStatus, ServiceRequest
@@ -135,7 +135,7 @@ def test_a_malformed_row_is_reported_with_its_line_and_skipped(session, settings
 
 def test_an_answering_department_sits_under_the_district_it_names(session):
     from civicloop.importers.teddy import Gazetteer
-    from civicloop.importers.teddy_places import Places
+    from civicloop.intelligence.place_patterns import Places
 
     gazetteer = Gazetteer(session)
     places = Places(city="A市", district="A5区", street=None, estate=None)

@@ -15,6 +15,7 @@ def create_app() -> FastAPI:
     from civicloop.org.routes import router as org_router
     from civicloop.requests.ledger_routes import router as ledger_router
     from civicloop.requests.routes import router as requests_router
+    from civicloop.requests.triage_routes import router as triage_router
 
     app = FastAPI(
         title="civicloop",
@@ -23,7 +24,7 @@ def create_app() -> FastAPI:
         " The closed loop of citizen requests: intake, dispatch, deadlines, callback, supervision, rates.",
     )
     install_error_handlers(app)
-    for router in (requests_router, org_router, catalog_router, ledger_router, analytics_router):
+    for router in (requests_router, triage_router, org_router, catalog_router, ledger_router, analytics_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

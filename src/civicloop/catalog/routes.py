@@ -1,4 +1,4 @@
-"""HTTP routes of the ``catalog`` domain: the category tree and its deadline tiers."""
+"""HTTP routes of the ``catalog`` domain: the category tree, its deadline tiers and the routing table."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict
 
-from civicloop.catalog import service
+from civicloop.catalog import routing, service
 from civicloop.catalog.models import DeadlineTier
-from civicloop.catalog.schemas import CategoryOut
+from civicloop.catalog.schemas import CategoryOut, RouteOut, RoutingRuleIn, RoutingRuleOut
 from civicloop.core.errors import Forbidden
 from civicloop.core.http import CurrentCaller, DbSession
 from civicloop.core.roles import Role
+from civicloop.core.timeutil import utcnow
 from civicloop.core.validation import MAX_ID
 
 router = APIRouter(prefix="/api/v1", tags=["categories (诉求分类)"])
@@ -37,3 +38,77 @@ def set_tier(
     if caller.role != Role.ADMIN:
         raise Forbidden(role=caller.role.value, action="set_tier")
     return CategoryOut.of(service.set_tier(session, category_id=category_id, tier=body.deadline_tier))
+
+
+RuleId = Annotated[int, Path(ge=1, le=MAX_ID)]
+OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
+
+def _admin(caller: CurrentCaller, action: str) -> None:  # type: ignore[valid-type]
+    if caller.role != Role.ADMIN:
+        raise Forbidden(role=caller.role.value, action=action)
+
+
+def _input(body: RoutingRuleIn) -> routing.RuleInput:
+    data = body.model_dump()
+    data["assisting_unit_ids"] = tuple(data["assisting_unit_ids"])
+    return routing.RuleInput(**data)
+
+
+@router.get("/routing-rules", response_model=list[RoutingRuleOut], summary="分拨规则 Routing table")
+def list_rules(
+    session: DbSession, category_id: OptionalId = None, active: Annotated[bool | None, Query()] = None
+) -> list[RoutingRuleOut]:
+    """Return the routing table (category × place → lead and assisting units) ordered by id,
+    optionally the rules on one ``category_id`` or only active/inactive ones."""
+    return [RoutingRuleOut.of(r) for r in routing.list_rules(session, category_id=category_id, active=active)]
+
+
+@router.get("/routing-rules/resolve", response_model=RouteOut, summary="试算分拨 Which rule fires")
+def resolve(
+    session: DbSession, category_id: OptionalId = None, district_id: OptionalId = None,
+    street_id: OptionalId = None, community_id: OptionalId = None,
+) -> RouteOut:
+    """Return which rule would route a request of ``category_id`` at the given place, and to whom,
+    without filing anything (``rule_id`` null when none applies). 422 for an unknown category."""
+    if category_id is not None:
+        service.require_category(session, category_id=category_id)
+    place = routing.RoutePlace(district_id=district_id, street_id=street_id, community_id=community_id)
+    found = routing.route(session, category_id=category_id, place=place)
+    if found is None:
+        return RouteOut(rule_id=None, lead_unit_id=None, assisting_unit_ids=[],
+                        why="没有适用的分拨规则 no rule applies")
+    return RouteOut(rule_id=found.rule_id, lead_unit_id=found.lead_unit_id,
+                    assisting_unit_ids=list(found.assisting_unit_ids), why=found.why)
+
+
+@router.get("/routing-rules/{rule_id}", response_model=RoutingRuleOut, summary="规则详情 One rule")
+def read_rule(rule_id: RuleId, session: DbSession) -> RoutingRuleOut:
+    """Return one routing rule; 404 when there is none."""
+    return RoutingRuleOut.of(routing.get_rule(session, rule_id=rule_id))
+
+
+@router.post("/routing-rules", response_model=RoutingRuleOut, status_code=201, summary="新增规则 Add a rule")
+def create_rule(body: RoutingRuleIn, session: DbSession, caller: CurrentCaller) -> RoutingRuleOut:
+    """Add a routing rule (admin). 422 with the field named for an unknown category or unit, a
+    street outside the district, a fixed lead without a unit or a territorial lead with one."""
+    _admin(caller, "create_routing_rule")
+    rule = routing.save_rule(session, data=_input(body), actor=caller.name, now=utcnow())
+    return RoutingRuleOut.of(rule)
+
+
+@router.put("/routing-rules/{rule_id}", response_model=RoutingRuleOut, summary="修改规则 Replace a rule")
+def replace_rule(rule_id: RuleId, body: RoutingRuleIn, session: DbSession, caller: CurrentCaller) -> RoutingRuleOut:
+    """Replace routing rule ``rule_id`` (admin); same checks as creating one, 404 for an unknown id.
+    Requests already routed keep their units; the next request uses the new rule."""
+    _admin(caller, "update_routing_rule")
+    rule = routing.save_rule(session, data=_input(body), actor=caller.name, now=utcnow(), rule_id=rule_id)
+    return RoutingRuleOut.of(rule)
+
+
+@router.delete("/routing-rules/{rule_id}", status_code=204, summary="删除规则 Delete a rule")
+def delete_rule(rule_id: RuleId, session: DbSession, caller: CurrentCaller) -> None:
+    """Delete routing rule ``rule_id`` (admin); 404 for an unknown id. To pause a rule, set
+    ``active`` false instead: its history stays readable."""
+    _admin(caller, "delete_routing_rule")
+    routing.delete_rule(session, rule_id=rule_id)

@@ -6,7 +6,7 @@ import csv
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from civicloop.catalog.models import Category, DeadlineTier
@@ -22,6 +22,18 @@ def require_category(session: Session, *, category_id: int, field: str = "catego
     if category is None:
         raise FieldError(field, "v.unknown_category", id=category_id)
     return category
+
+
+def find_category(session: Session, category_id: int | None) -> Category | None:
+    """Return category ``category_id``, or ``None`` for ``None`` or an unknown id."""
+    return session.get(Category, category_id) if category_id is not None else None
+
+
+def tree_version(session: Session) -> tuple[int, int]:
+    """Return (number of categories, highest id): changes whenever a node is added or removed, so
+    caches built from the tree know when to rebuild."""
+    count, highest = session.execute(select(func.count(Category.id), func.max(Category.id))).one()
+    return int(count or 0), int(highest or 0)
 
 
 def list_categories(session: Session, *, level: int | None = None) -> Sequence[Category]:

@@ -18,6 +18,7 @@ from civicloop.cli.calendar import app as calendar_app
 from civicloop.cli.demo import demo
 from civicloop.cli.generate import generate
 from civicloop.cli.importer import app as import_app
+from civicloop.cli.intake import app as intake_app
 from civicloop.cli.model import app as model_app
 from civicloop.cli.model import classify
 from civicloop.core.db import session_scope
@@ -31,6 +32,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(import_app, name="import")
 app.add_typer(model_app, name="model")
+app.add_typer(intake_app, name="intake")
 app.command(help="分类 Classify one request's text (prints JSON).")(classify)
 app.command(help="生成模拟数据 Generate a city and N requests (bulk; --parquet for analytics).")(generate)
 app.command(help="运行演示 Run the main job end to end on the embedded SQLite default.")(demo)
@@ -63,7 +65,7 @@ def init(
     """初始化 Build the schema (Alembic migrations) and seed units, grids and the category tree."""
     from civicloop.catalog.service import BUILTIN_TREE, load_tree
     from civicloop.core.migrate import upgrade
-    from civicloop.importers.sample_city import build
+    from civicloop.importers.sample_city import build, build_routes
 
     settings = get_settings()
     upgrade(settings.database_url)
@@ -71,10 +73,13 @@ def init(
     with session_scope() as session:
         city = build(session) if sample_city else None
         created = load_tree(session, csv_path=tree)
+        rules = build_routes(session) if sample_city else 0
     console.print(f"数据库 database: {settings.database_url}")
     if city:
         console.print(f"承办单位 units: +{city.units} new  网格 grids: +{city.grids} new")
     console.print(f"诉求分类 categories: +{created} new, from {tree}")
+    if rules:
+        console.print(f"分拨规则 routing rules: +{rules} new")
 
 
 @app.command()

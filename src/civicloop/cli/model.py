@@ -40,6 +40,17 @@ def _load(path: Path | None) -> Any:
         _stop(f"模型文件无效 invalid model file {exc.path}: {exc.reason}")
 
 
+def _database_exists(url: str) -> bool:
+    """Whether the database can hold a city: any server URL, or a SQLite file that exists (opening a
+    missing one would create an empty file)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return True
+    return bool(parsed.database) and parsed.database != ":memory:" and Path(parsed.database).is_file()
+
+
 def _metrics_table(results: dict[str, dict[str, Any]], labels: list[str]) -> Table:
     """A table with one column per method: headline figures, per-class F1, calibration, timing."""
     table = Table(title="分类效果 Classifier, held-out messages (same split, same run)")
@@ -175,12 +186,32 @@ def evaluate(
 def classify(
     text: Annotated[str, typer.Argument(help="the request: a title, a body, or title + newline + body")],
     model: Annotated[Path | None, typer.Option(help=MODEL_HELP)] = None,
+    address: Annotated[str, typer.Option(help="the address the citizen gave (地址)")] = "",
 ) -> None:
-    """分类 Print the category of one request as JSON: category, confidence, top3."""
+    """分类 Print what intake would do with one request, as JSON: category, confidence, top3 (each with
+    its category path, lead unit and rule), place, suggested_units, auto_dispatch and reasons.
+
+    Place and units come from the database (``CIVICLOOP_DATABASE_URL``) when it has been set up
+    (``civicloop init``); without one they are ``null`` and ``[]``. Nothing is stored."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from civicloop.core.db import session_scope
+    from civicloop.core.settings import get_settings
     from civicloop.intelligence import classifier
+    from civicloop.requests import triage
 
     stored = _load(model)
     title, body = classifier.split_text(text)
     if not (title or body):
         raise typer.BadParameter("empty text", param_hint="TEXT")
-    typer.echo(json.dumps(stored.model.predict(title, body).as_dict(), ensure_ascii=False))
+    settings = get_settings().model_copy(update={"model_path": str(stored.path), "triage_on_intake": True})
+    try:
+        if not _database_exists(settings.database_url):
+            raise OperationalError("no database file", None, Exception("missing"))
+        with session_scope() as session:
+            out = triage.preview(session, title=title, detail=body, address=address, settings=settings)
+            session.rollback()  # a preview stores nothing
+    except (OperationalError, ProgrammingError):  # no database set up: the model's answer alone
+        out = {**stored.model.predict(title, body).as_dict(), "place": None, "suggested_units": [],
+               "model_version": stored.metadata.get("version", "")}
+    typer.echo(json.dumps(out, ensure_ascii=False))

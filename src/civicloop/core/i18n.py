@@ -72,6 +72,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "v.reason_required": ("须说明理由", "A reason is required"),
     "v.deadline_past": ("新的期限须晚于现在和原期限", "The new deadline must be later than now and the old one"),
     "v.assisting_is_lead": ("协办单位不能与主办单位相同", "An assisting unit cannot also be the lead"),
+    "v.unit_kind_expected": ("单位 {id} 不是所需类型（{kind}）", "Unit {id} is not of the kind needed ({kind})"),
+    "v.street_not_in_district": ("街道 {id} 不在区 {district} 内", "Street {id} does not lie in district {district}"),
+    "v.lead_unit_required": ("指定单位主办时须填写主办单位", "A rule with a fixed lead needs lead_unit_id"),
+    "v.lead_unit_with_territorial": (
+        "属地主办（{target}）的规则不能另填主办单位", "A territorial rule (lead: {target}) takes no lead_unit_id"),
+    "v.not_in_queue": ("诉求 {id} 不在待派单队列中", "Request {id} is not in the dispatch queue"),
+    "v.category_or_unit_required": ("须选择分类或主办单位", "Choose a category or a lead unit"),
+    "v.no_route": ("没有适用的分拨规则，请指定主办单位", "No routing rule applies: name the lead unit"),
+    "triage.no_model": ("没有可用的分类模型", "no classifier model is installed"),
+    "triage.low_confidence": ("分类把握不足", "the category is uncertain"),
+    "triage.label_not_in_tree": (
+        "预测的分类不在本地分类树中", "the predicted category is not in this deployment's tree"),
+    "triage.no_rule": ("没有适用的分拨规则", "no routing rule applies"),
     "v.date_range": ("开始日期不能晚于结束日期", "The start date must not be after the end date"),
     "v.month": ("月份格式应为 YYYY-MM", "Month must be YYYY-MM"),
     "v.month_range": ("月份须在 {min} 到 {max} 之间", "The month must lie between {min} and {max}"),
@@ -86,6 +99,24 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "no_district": ("找不到可兜底的区级单位", "No district unit to fall back to"),
     "v.code_taken": ("编码已被使用：{code}", "Code already in use: {code}"),
     "v.not_lead_order": ("只有主办工单能执行此操作", "Only the lead work order can do this"),
+    # gazetteer (地名库) and place extraction (找地点)
+    "v.unknown_district": ("区级单位不存在：{id}", "Unknown district: {id}"),
+    "v.place_taken": ("该区已有同名同类地名：{name}（{kind}）", "The district already has a {kind} named {name}"),
+    "v.place_outside_district": (
+        "{id} 不在所填的区（{district}）内", "{id} does not lie in the district given ({district})"),
+    "place.why.address": ("地址写明“{text}”：{label}", "The address names “{text}”: {label}"),
+    "place.why.text": ("正文提到“{text}”：{label}", "The text names “{text}”: {label}"),
+    "place.why.namesakes": (
+        "“{text}”有 {count} 处同名，按文中写明的{district}确定",
+        "“{text}” has {count} namesakes; the {district} named in the text decides"),
+    "place.why.ambiguous": (
+        "“{text}”有 {count} 处同名（{districts}），文中未写明是哪个区，未作判断",
+        "“{text}” names {count} places ({districts}) and the text names none of their districts: left undecided"),
+    "place.why.other_district": ("另提到{names}，不在同一区，未采用", "Also names {names}, elsewhere: not used"),
+    "place.why.unmatched": ("提到地名库中没有的{names}", "Mentions {names}, not in the gazetteer"),
+    "place.why.none": ("未找到地名库中的地名", "No place of the gazetteer is named"),
+    "place.why.point": ("坐标（{lat}, {lon}）落在网格“{grid}”内", "The point ({lat}, {lon}) lies in grid “{grid}”"),
+    "place.why.no_grid": ("坐标（{lat}, {lon}）不在任何网格内", "The point ({lat}, {lon}) lies in no grid"),
     # display words of stored values (ledger, exports): <kind>.<stored value>
     "word.yes": ("是", "yes"),
     "word.no": ("否", "no"),
@@ -132,6 +163,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "action.supervise": ("督办", "supervise"),
     "action.mark_overdue": ("标记超期", "mark overdue"),
     "action.enter_calendar": ("录入节假日", "enter the calendar"),
+    "action.create_place": ("新增地名", "add a place name"),
+    "action.update_place": ("修改地名", "edit a place name"),
+    "action.delete_place": ("删除地名", "delete a place name"),
     "role.resident": ("居民", "resident"),
     "role.operator": ("话务员", "operator"),
     "role.dispatcher": ("派单员", "dispatcher"),
@@ -150,6 +184,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "OrgUnit": ("承办单位", "Handling unit"),
     "Category": ("诉求分类", "Category"),
     "Grid": ("网格", "Grid"),
+    "Place": ("地名", "Place"),
 }
 
 

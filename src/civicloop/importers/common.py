@@ -1,26 +1,14 @@
-"""What every importer shares: the summary it prints, and reading times of public data sets."""
+"""What every importer shares: the summary it prints (and, re-exported, ``parse_time`` for times of
+public data sets, which lives in ``core.timeutil``)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
-TIME_FORMATS = ("%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%d %H:%M",
-                "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")
+from civicloop.core.timeutil import TIME_FORMATS, parse_time
 
-
-def parse_time(text: str, tz: ZoneInfo) -> datetime:
-    """Parse a local time of a public data set (``2019/4/25 9:32:09``, ``2019-04-25 09:32:09``,
-    NYC's ``03/01/2011 02:27:57 PM``) into an aware datetime in ``tz``. Raises ``ValueError``."""
-    value = text.strip()
-    for fmt in TIME_FORMATS:
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=tz)
-        except ValueError:
-            continue
-    raise ValueError(f"unreadable time {value!r}")
+__all__ = ["TIME_FORMATS", "ImportSummary", "parse_time"]
 
 
 @dataclass

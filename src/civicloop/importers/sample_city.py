@@ -79,3 +79,49 @@ def build(session: Session) -> SampleCity:
         add(code, name, UnitKind.PROPERTY)
     session.flush()
     return SampleCity(units, grids)
+
+
+SAMPLE_ROUTES: list[tuple[str, str, str, list[str]]] = [
+    # (category path, lead target, lead unit code for a fixed lead, assisting unit codes)
+    ("城乡建设", "street", "", ["DEP-CG"]),
+    ("城乡建设/住房与物业", "street", "", ["DEP-ZJ"]),
+    ("城乡建设/供水供电/停水", "unit", "UT-WATER", []),
+    ("城乡建设/供水供电/停电", "unit", "UT-POWER", []),
+    ("城乡建设/供暖燃气/暖气不热", "unit", "UT-HEAT", []),
+    ("城乡建设/供暖燃气/燃气泄漏", "unit", "UT-GAS", []),
+    ("环境保护", "street", "", ["DEP-HB"]),
+    ("交通运输", "unit", "DEP-JT", []),
+    ("教育文体", "unit", "DEP-JY", []),
+    ("劳动和社会保障", "unit", "DEP-RS", []),
+    ("卫生计生", "unit", "DEP-WJ", []),
+    ("商贸旅游", "unit", "DEP-SW", ["DEP-SJ"]),
+]
+"""The sample city's routing table: street matters to the street office of the place (属地) with the
+city department assisting; utilities' matters to the utility; the rest to the city department."""
+
+
+def build_routes(session: Session) -> int:
+    """Fill the routing table of the sample city for the categories that exist (run after ``build``
+    and after the category tree is loaded). Does nothing when the table already has rules. Returns
+    the number of rules created."""
+    from datetime import UTC, datetime
+
+    from civicloop.catalog.models import Category, RoutingRule
+
+    if session.scalar(select(RoutingRule.id).limit(1)) is not None:
+        return 0
+    units = {u.code: u.id for u in session.scalars(select(OrgUnit))}
+    categories = {c.path: c.id for c in session.scalars(select(Category))}
+    now = datetime.now(UTC)
+    created = 0
+    for path, target, lead, assisting in SAMPLE_ROUTES:
+        if path not in categories or (lead and lead not in units):
+            continue
+        session.add(RoutingRule(
+            category_id=categories[path], lead_target=target, lead_unit_id=units.get(lead) if lead else None,
+            assisting_unit_ids=[units[c] for c in assisting if c in units], priority=0, active=True,
+            note="示例城市 sample city", updated_by="system", updated_at=now,
+        ))
+        created += 1
+    session.flush()
+    return created

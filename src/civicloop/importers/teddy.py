@@ -5,7 +5,7 @@ upvotes become its support count; the publisher's first-level label becomes its 
 message that appears in several files (same id and title) is one request. The place it names
 (``A7县``, ``A3区洋湖街道``, ``潇楚南路``, ``丽发新城``) lands it in a district, street and grid built
 from the data, and every such name goes into the gazetteer (``places``) with where it lies (see
-``teddy_places``).
+``intelligence.place_patterns``).
 
 A message with the government's reply is replayed through the real loop: accepted and dispatched
 when it was filed, acknowledged and replied at the real reply time with the real text, to the
@@ -37,7 +37,7 @@ from civicloop.catalog.service import load_tree
 from civicloop.core.roles import Role
 from civicloop.core.settings import Settings
 from civicloop.importers.common import ImportSummary, parse_time
-from civicloop.importers.teddy_places import DISTRICT, Places, find_places, find_unit, unit_kind
+from civicloop.intelligence.place_patterns import DISTRICT, Places, find_places, find_unit, unit_kind
 from civicloop.org.models import Grid, OrgUnit, Place, PlaceKind, UnitKind
 from civicloop.requests import handling, intake
 from civicloop.requests.models import Channel, ServiceRequest

@@ -143,3 +143,27 @@ def load(path: Path | None = None) -> StoredModel:
     if not isinstance(model, TextClassifier) or not isinstance(metadata, dict):
         raise ModelFileInvalid(source, "missing model or metadata")
     return StoredModel(model=model, metadata=metadata, path=source)
+
+
+_CURRENT: dict[Path, tuple[float, StoredModel]] = {}
+
+
+def current(path: Path | None = None) -> StoredModel | None:
+    """Return the current model (default :func:`default_model_path`), loaded once per process and
+    again only when the file changes (its modification time), or ``None`` when there is no file.
+
+    This is what intake uses: a deployment without a trained model still takes requests; they all
+    go to the dispatcher's queue. Raises :class:`ModelFileInvalid` for a file that is not a model."""
+    source = Path(path) if path is not None else default_model_path()
+    try:
+        mtime = source.stat().st_mtime
+    except OSError:
+        _CURRENT.pop(source, None)
+        return None
+    cached = _CURRENT.get(source)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    stored = load(source)
+    stored.model.warm_up()
+    _CURRENT[source] = (mtime, stored)
+    return stored

@@ -1,16 +1,19 @@
-"""Use cases of the ``org`` domain: look up units and grids, walk the hierarchy, locate a point."""
+"""Use cases of the ``org`` domain: look up units and grids, walk the hierarchy, locate a point, and
+keep the gazetteer of place names (地名库)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 from shapely.geometry import Point, shape
-from sqlalchemy import select
+from sqlalchemy import Row, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from civicloop.core.errors import FieldError, NotFound
-from civicloop.org.models import Grid, OrgUnit, UnitKind
+from civicloop.org.models import Grid, OrgUnit, Place, PlaceKind, UnitKind
 
 
 def get_unit(session: Session, *, unit_id: int) -> OrgUnit:
@@ -19,6 +22,16 @@ def get_unit(session: Session, *, unit_id: int) -> OrgUnit:
     if unit is None:
         raise NotFound("OrgUnit", unit_id)
     return unit
+
+
+def find_unit(session: Session, unit_id: int | None) -> OrgUnit | None:
+    """Return unit ``unit_id`` (active or not), or ``None`` for ``None`` or an unknown id."""
+    return session.get(OrgUnit, unit_id) if unit_id is not None else None
+
+
+def find_grid(session: Session, grid_id: int | None) -> Grid | None:
+    """Return grid ``grid_id``, or ``None`` for ``None`` or an unknown id."""
+    return session.get(Grid, grid_id) if grid_id is not None else None
 
 
 def require_unit(session: Session, *, unit_id: int, field: str | tuple[str, ...]) -> OrgUnit:
@@ -102,3 +115,189 @@ def locate_grid(session: Session, *, lat: float, lon: float) -> Grid | None:
         if shape(grid.geometry).covers(point):
             return grid
     return None
+
+
+# --- the gazetteer (地名库) ------------------------------------------------------------------------
+
+AREA_KINDS = (UnitKind.DISTRICT, UnitKind.STREET, UnitKind.COMMUNITY)
+"""The unit kinds that are places (administrative areas); departments and companies are not."""
+MAX_ALIASES = 20
+
+_edits = 0
+_edits_lock = threading.Lock()
+
+
+def _count_edit(session: Session) -> None:
+    global _edits
+    session.info.pop("gazetteer_edited", None)
+    with _edits_lock:
+        _edits += 1
+
+
+def _edited_after_commit(session: Session) -> None:
+    # Side effects after commit (docs/architecture.md): a cache keyed on gazetteer_version must not
+    # see a new version before the new rows are visible to other sessions.
+    if not session.info.get("gazetteer_edited"):
+        session.info["gazetteer_edited"] = True
+        event.listen(session, "after_commit", _count_edit, once=True)
+
+
+def gazetteer_version(session: Session) -> tuple[int, ...]:
+    """Return a cheap fingerprint of everything place matching reads: count and largest id of the
+    places, units and grids, plus the number of gazetteer edits this process committed.
+
+    One query of six aggregates. The counts and ids change with every insert and delete, the edit
+    counter with every committed :func:`update_place` of this process; an edit that keeps count and
+    ids, made by *another* process, is not seen here (callers cache with a time limit for that).
+    """
+    aggregates = [
+        select(func.count()).select_from(Place).scalar_subquery(), select(func.max(Place.id)).scalar_subquery(),
+        select(func.count()).select_from(OrgUnit).scalar_subquery(), select(func.max(OrgUnit.id)).scalar_subquery(),
+        select(func.count()).select_from(Grid).scalar_subquery(), select(func.max(Grid.id)).scalar_subquery(),
+    ]
+    row = session.execute(select(*aggregates)).one()
+    return (*(int(v or 0) for v in row), _edits)
+
+
+def list_area_units(session: Session) -> Sequence[Row[Any]]:
+    """Return ``(id, name, kind, parent_id)`` of every active district, street and community, by id:
+    what place matching needs of the hierarchy, without loading whole units."""
+    query = (select(OrgUnit.id, OrgUnit.name, OrgUnit.kind, OrgUnit.parent_id)
+             .where(OrgUnit.active.is_(True), OrgUnit.kind.in_([k.value for k in AREA_KINDS]))
+             .order_by(OrgUnit.id))
+    return session.execute(query).all()
+
+
+def list_grid_names(session: Session) -> Sequence[Row[Any]]:
+    """Return ``(id, name, community_id)`` of every grid by id, without the polygons."""
+    return session.execute(select(Grid.id, Grid.name, Grid.community_id).order_by(Grid.id)).all()
+
+
+def get_place(session: Session, *, place_id: int) -> Place:
+    """Return gazetteer row ``place_id``; raises ``NotFound`` (404)."""
+    place = session.get(Place, place_id)
+    if place is None:
+        raise NotFound("Place", place_id)
+    return place
+
+
+def list_places(
+    session: Session, *, kind: PlaceKind | None = None, district_id: int | None = None, q: str | None = None,
+    limit: int | None = None, offset: int = 0,
+) -> Sequence[Place]:
+    """Return gazetteer rows ordered by id: optionally of one ``kind``, in one ``district_id``, whose
+    name contains ``q`` (a plain substring: ``%`` and ``_`` are no wildcards), at most ``limit``
+    from ``offset``. Without a limit, every row (what place matching reads)."""
+    query = select(Place).order_by(Place.id).offset(offset)
+    if kind is not None:
+        query = query.where(Place.kind == kind)
+    if district_id is not None:
+        query = query.where(Place.district_id == district_id)
+    if q:
+        query = query.where(Place.name.contains(q, autoescape=True))
+    if limit is not None:
+        query = query.limit(limit)
+    return session.scalars(query).all()
+
+
+def _district_of_unit(unit: OrgUnit) -> OrgUnit | None:
+    return ancestor_of_kind(unit, UnitKind.DISTRICT)
+
+
+def _check_place(
+    session: Session, *, name: str, kind: PlaceKind, district_id: int | None, unit_id: int | None,
+    grid_id: int | None, place_id: int | None,
+) -> int | None:
+    """Check the references of a gazetteer row; return its district id (taken from the unit or
+    grid when not given). Raises ``FieldError`` on the field at fault."""
+    district: OrgUnit | None = None
+    if district_id is not None:
+        district = session.get(OrgUnit, district_id)
+        if district is None or not district.active or district.kind != UnitKind.DISTRICT:
+            raise FieldError("district_id", "v.unknown_district", id=district_id)
+    lies_in: list[tuple[str, int, OrgUnit | None]] = []
+    if unit_id is not None:
+        unit = require_unit(session, unit_id=unit_id, field="unit_id")
+        lies_in.append(("unit_id", unit_id, _district_of_unit(unit)))
+    if grid_id is not None:
+        grid = get_grid(session, grid_id=grid_id)
+        lies_in.append(("grid_id", grid_id, _district_of_unit(grid.community)))
+    for field, ref_id, its_district in lies_in:
+        if its_district is None:
+            continue
+        if district is None:
+            district = its_district
+        elif its_district.id != district.id:
+            raise FieldError(field, "v.place_outside_district", id=ref_id, district=district.name)
+    resolved = district.id if district else None
+    taken = select(Place.id).where(Place.name == name, Place.kind == kind.value)
+    taken = taken.where(Place.district_id == resolved if resolved is not None else Place.district_id.is_(None))
+    if place_id is not None:
+        taken = taken.where(Place.id != place_id)
+    if session.scalar(taken.limit(1)) is not None:
+        raise FieldError("name", "v.place_taken", name=name, kind=kind.value)
+    return resolved
+
+
+def _clean_aliases(name: str, aliases: Sequence[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for alias in aliases:
+        alias = alias.strip()
+        if alias and alias != name:
+            seen.setdefault(alias, None)
+    return list(seen)
+
+
+def create_place(
+    session: Session, *, name: str, kind: PlaceKind, district_id: int | None = None, unit_id: int | None = None,
+    grid_id: int | None = None, aliases: Sequence[str] = (), source: str = "admin",
+) -> Place:
+    """Add a place name to the gazetteer and return it (flushed, with its id).
+
+    ``district_id`` must name an active district; ``unit_id`` an active unit; ``grid_id`` a grid.
+    When ``district_id`` is omitted it is taken from the unit's or grid's district; when given, the
+    unit and grid must lie in it. ``aliases`` are other names of the same place (blank ones and
+    repeats dropped). Raises ``FieldError`` (422) on the field at fault: ``v.unknown_district``,
+    ``v.unknown_unit``, ``v.unknown_grid``, ``v.place_outside_district``, and ``v.place_taken`` when
+    the district already has a place of that name and kind (the table's unique constraint
+    ``uq_places_name_kind_district``, which also decides a race between two admins).
+    """
+    resolved = _check_place(session, name=name, kind=kind, district_id=district_id, unit_id=unit_id,
+                            grid_id=grid_id, place_id=None)
+    place = Place(name=name, kind=kind.value, district_id=resolved, unit_id=unit_id, grid_id=grid_id,
+                  aliases=_clean_aliases(name, aliases), source=source)
+    try:
+        with session.begin_nested():
+            session.add(place)
+    except IntegrityError as exc:
+        raise FieldError("name", "v.place_taken", name=name, kind=kind.value) from exc
+    return place
+
+
+def update_place(
+    session: Session, *, place_id: int, name: str, kind: PlaceKind, district_id: int | None = None,
+    unit_id: int | None = None, grid_id: int | None = None, aliases: Sequence[str] = (),
+) -> Place:
+    """Replace the editable fields of gazetteer row ``place_id`` (name, kind, district, unit, grid,
+    aliases; its ``source`` stays) and return it. Same checks and errors as :func:`create_place`;
+    ``NotFound`` (404) for an unknown id. Caches of the gazetteer see the edit after commit."""
+    place = get_place(session, place_id=place_id)
+    resolved = _check_place(session, name=name, kind=kind, district_id=district_id, unit_id=unit_id,
+                            grid_id=grid_id, place_id=place_id)
+    try:
+        with session.begin_nested():
+            place.name, place.kind, place.district_id = name, kind.value, resolved
+            place.unit_id, place.grid_id, place.aliases = unit_id, grid_id, _clean_aliases(name, aliases)
+            session.flush()
+    except IntegrityError as exc:
+        raise FieldError("name", "v.place_taken", name=name, kind=kind.value) from exc
+    _edited_after_commit(session)
+    return place
+
+
+def delete_place(session: Session, *, place_id: int) -> None:
+    """Remove gazetteer row ``place_id``; ``NotFound`` (404) for an unknown id. Requests already
+    placed keep their district, street and grid: those are units and grids, not gazetteer rows."""
+    session.delete(get_place(session, place_id=place_id))
+    session.flush()
+    _edited_after_commit(session)

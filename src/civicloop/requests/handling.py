@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from civicloop.core.calendar_service import load_calendar
@@ -15,9 +16,18 @@ from civicloop.core.timeutil import as_utc
 from civicloop.org.models import OrgUnit
 from civicloop.requests.deadlines import extend_by_working_days, resolution_due
 from civicloop.requests.intake import fall_back
-from civicloop.requests.models import ExtensionStatus, WorkOrder, WorkOrderRole, WorkOrderStatus
+from civicloop.requests.models import ExtensionStatus, ServiceRequest, WorkOrder, WorkOrderRole, WorkOrderStatus
 from civicloop.requests.rules import ACTIVE_ORDER, WORK_ORDER_RULES, Action, check
-from civicloop.requests.service import Actor, get_request, get_work_order, move_order, move_request, now_or, record
+from civicloop.requests.service import (
+    SYSTEM,
+    Actor,
+    get_request,
+    get_work_order,
+    move_order,
+    move_request,
+    now_or,
+    record,
+)
 
 
 def _order_for(session: Session, *, work_order_id: int, actor: Actor) -> WorkOrder:
@@ -204,4 +214,18 @@ def reply(
         r_old, r_new = move_request(session, request, Action.REPLY, actor=actor, now=now)
     record(session, request=request, action=Action.REPLY, actor=actor, now=now, from_status=r_old, to_status=r_new,
            order=order, order_move=(old, new))
+    if order.role == WorkOrderRole.LEAD:
+        answer_duplicates(session, master=request, text=text, now=now)
     return order
+
+
+def answer_duplicates(session: Session, *, master: ServiceRequest, text: str, now: datetime) -> int:
+    """Answer every duplicate (重复件) linked to ``master`` with the master's reply: each gets an
+    ``answer_duplicate`` event carrying the reply text, so its citizen reads what was done (the glossary:
+    a duplicate is "linked to it, answered with it"). Returns how many were answered."""
+    linked = session.scalars(select(ServiceRequest).where(ServiceRequest.duplicate_of_id == master.id)).all()
+    for duplicate in linked:
+        record(session, request=duplicate, action=Action.ANSWER_DUPLICATE, actor=SYSTEM, now=now,
+               from_status=str(duplicate.status), to_status=str(duplicate.status), reason=text,
+               data={"master_id": master.id})
+    return len(linked)

@@ -21,6 +21,8 @@ from civicloop.requests.models import (
     RejectReason,
     RequestStatus,
     ServiceRequest,
+    Triage,
+    TriageOutcome,
     WorkOrder,
     WorkOrderRole,
     WorkOrderStatus,
@@ -145,6 +147,7 @@ def reject(
         )
     record(session, request=request, action=Action.REJECT, actor=actor, now=now, from_status=old, to_status=new,
            reason=note, data={"reject_reason": str(reason), "duplicate_of_id": duplicate_of_id})
+    leave_queue(session, request=request, now=now)
     return request
 
 
@@ -213,7 +216,22 @@ def dispatch(
                   settings=settings, now=now)
     record(session, request=request, action=Action.DISPATCH, actor=actor, now=now, from_status=old, to_status=new,
            order=order, reason=note, data={"lead_unit_id": lead.id, "assisting_unit_ids": [u.id for u in assisting]})
+    leave_queue(session, request=request, now=now)
     return request
+
+
+def leave_queue(session: Session, *, request: ServiceRequest, now: datetime) -> None:
+    """Take a request out of the dispatcher's queue (智能分拨) when a person handled it through the
+    plain endpoints (rejected it, or dispatched it): its triage record says ``withdrawn`` and, for a
+    dispatch, keeps the latency from filing. No-op for a request that is not queued."""
+    triage = session.scalar(select(Triage).where(Triage.request_id == request.id, Triage.queued.is_(True)))
+    if triage is None:
+        return
+    triage.queued, triage.outcome = False, TriageOutcome.WITHDRAWN
+    if request.status == RequestStatus.DISPATCHED:
+        triage.routed_at = now
+        triage.latency_seconds = max(0.0, (now - request.created_at).total_seconds())
+    session.flush()
 
 
 def fallback_district(session: Session, *, request: ServiceRequest, last_unit: OrgUnit | None) -> OrgUnit:

@@ -193,3 +193,49 @@ class Supervision(Base):
     opened_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class TriageOutcome(StrEnum):
+    """What intelligent intake (智能分拨) did with a new request."""
+
+    AUTO_DISPATCHED = "auto_dispatched"  # 自动派单：confident, a routing rule fired
+    QUEUED = "queued"  # 待人工派单：in the dispatcher's queue with suggestions
+    DUPLICATE = "duplicate"  # 重复件：linked to an open master request
+    DECIDED = "decided"  # 已人工派单：a dispatcher chose from the queue
+    WITHDRAWN = "withdrawn"  # 已出队：handled outside the queue (rejected, dispatched by hand)
+
+
+class Triage(Base):
+    """The intake pipeline's record of one request: what the model thought, where the request
+    lies, whether it repeats an open one, which rule routed it, and what a dispatcher chose.
+
+    ``suggestions`` holds up to three ``{"category_id", "path", "probability", "lead_unit_id",
+    "lead_unit_name", "assisting_unit_ids", "rule_id", "why"}``; ``reasons`` the codes that sent the
+    request to the queue. ``latency_seconds`` runs from the request's filing to its routed work
+    order (automatic or by hand). A dispatcher's ``decided_*`` choice is training data.
+    """
+
+    __tablename__ = "triages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("service_requests.id"), unique=True)
+    outcome: Mapped[TriageOutcome] = mapped_column(String(20), index=True)
+    queued: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    model_version: Mapped[str] = mapped_column(String(80), default="")
+    label: Mapped[str] = mapped_column(String(100), default="")
+    confidence: Mapped[float | None] = mapped_column(Float)
+    category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    suggestions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    place: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("service_requests.id"))
+    duplicate_score: Mapped[float | None] = mapped_column(Float)
+    rule_id: Mapped[int | None] = mapped_column(Integer)
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    triaged_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    latency_seconds: Mapped[float | None] = mapped_column(Float)
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    decided_category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
+    decided_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
+    decided_rank: Mapped[int | None] = mapped_column(Integer)

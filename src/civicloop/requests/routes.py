@@ -6,6 +6,7 @@ may not fire it 403, a record that does not exist (or is outside the caller's sc
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -13,10 +14,10 @@ from sqlalchemy import select
 
 from civicloop.core.calendar_service import DayEntry, enter_year, known_years
 from civicloop.core.errors import Forbidden, NotFound
-from civicloop.core.http import CurrentCaller, DbSession, SettingsDep
+from civicloop.core.http import CurrentCaller, DbSession, Lang, SettingsDep
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID
-from civicloop.requests import closing, handling, intake
+from civicloop.requests import closing, handling, intake, triage
 from civicloop.requests.jobs import provisional_orders, refresh_deadlines
 from civicloop.requests.models import (
     RequestStatus,
@@ -34,6 +35,7 @@ from civicloop.requests.schemas import (
     EventOut,
     ExtensionDecisionIn,
     ExtensionIn,
+    IntakeOut,
     RejectIn,
     ReopenIn,
     ReplyIn,
@@ -42,6 +44,7 @@ from civicloop.requests.schemas import (
     ReturnIn,
     SuperviseIn,
     SupervisionOut,
+    TriageOut,
     WorkOrderOut,
 )
 from civicloop.requests.service import Actor, get_request, get_work_order, history
@@ -57,12 +60,22 @@ def actor(caller: CurrentCaller) -> Actor:  # type: ignore[valid-type]
     return Actor(caller.name, caller.role, caller.unit_id)
 
 
-@router.post("/requests", status_code=201, response_model=RequestOut, summary="提交诉求 Submit a request")
-def create_request(body: RequestCreate, session: DbSession, caller: CurrentCaller) -> RequestOut:
-    """File a citizen's request in status ``submitted``. Returns the stored request (201), with
-    the contact masked. 422 with field messages for bad input; nothing is stored then."""
+@router.post("/requests", status_code=201, response_model=IntakeOut, summary="提交诉求 Submit a request")
+def create_request(
+    body: RequestCreate, session: DbSession, caller: CurrentCaller, settings: SettingsDep, lang: Lang
+) -> IntakeOut:
+    """File a citizen's request and, when ``triage_on_intake`` is on (the default), run intelligent
+    intake on it (``requests.triage``): locate it, link it to an open request it repeats, classify
+    and route it, and dispatch it without a person when the model is sure and a routing rule
+    applies; otherwise it stays ``submitted`` in the dispatcher's queue with three suggestions.
+    Returns the stored request (201) with the contact masked and ``triage`` (what intake did, null
+    when off). 422 with field messages for bad input; nothing is stored then."""
+    started = time.perf_counter()
     data = intake.NewRequest(**body.model_dump())
-    return RequestOut.of(intake.submit(session, data=data, actor=actor(caller)))
+    request = intake.submit(session, data=data, actor=actor(caller))
+    record = triage.triage(session, request=request, settings=settings, started=started) \
+        if settings.triage_on_intake else None
+    return IntakeOut(**RequestOut.of(request).model_dump(), triage=TriageOut.of(record, lang) if record else None)
 
 
 @router.get("/requests", response_model=list[RequestOut], summary="诉求列表 List requests")

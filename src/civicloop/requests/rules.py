@@ -39,6 +39,7 @@ class Action(StrEnum):
     CANCEL = "cancel"  # 撤销
     SUPERVISE = "supervise"  # 督办
     MARK_OVERDUE = "mark_overdue"  # 超期
+    ANSWER_DUPLICATE = "answer_duplicate"  # 重复件随主件答复 (an event only, no transition)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, Va
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from civicloop.catalog.models import DeadlineTier
+from civicloop.core.i18n import translate
 from civicloop.core.validation import Id, Phone, Text, mask_name, mask_phone, mask_phones_in_text
 from civicloop.requests.models import (
     Channel,
@@ -19,6 +20,7 @@ from civicloop.requests.models import (
     Satisfaction,
     ServiceRequest,
     Supervision,
+    Triage,
     WorkOrder,
 )
 
@@ -242,3 +244,61 @@ class CalendarYearIn(Strict):
 
     days: Annotated[list[CalendarDayIn], Field(max_length=400)]
     source: Text(200) = ""  # type: ignore[valid-type]
+
+
+class DecideIn(Strict):
+    """A dispatcher's decision on a queued request: a category and/or a lead unit (without a unit,
+    the routing table picks it for the category at the request's place)."""
+
+    category_id: Id | None = None
+    lead_unit_id: Id | None = None
+    assisting_unit_ids: Annotated[list[Id], Field(max_length=20)] = []
+    note: Note = ""  # type: ignore[valid-type]
+
+
+class TriageOut(BaseModel):
+    """What intelligent intake found for one request. ``reasons`` are codes, ``reason_texts`` the
+    same in the caller's language; ``latency_seconds`` runs from filing to the routed work order."""
+
+    request_id: int
+    outcome: str
+    queued: bool
+    model_version: str
+    label: str
+    confidence: float | None
+    category_id: int | None
+    suggestions: list[dict[str, Any]]
+    place: dict[str, Any]
+    duplicate_of_id: int | None
+    duplicate_score: float | None
+    rule_id: int | None
+    reasons: list[str]
+    reason_texts: list[str]
+    triaged_at: datetime
+    routed_at: datetime | None
+    latency_seconds: float | None
+    decided_by: str | None
+    decided_at: datetime | None
+    decided_category_id: int | None
+    decided_unit_id: int | None
+    decided_rank: int | None
+
+    @classmethod
+    def of(cls, triage: Triage, lang: str = "zh") -> TriageOut:
+        data: dict[str, Any] = {c: getattr(triage, c) for c in cls.model_fields if c != "reason_texts"}
+        data["reason_texts"] = [translate(f"triage.{code}", lang) for code in triage.reasons]
+        return cls.model_validate(data)
+
+
+class QueueItemOut(BaseModel):
+    """One request in the dispatcher's queue (待人工派单), with what intake suggests."""
+
+    request: RequestOut
+    triage: TriageOut
+
+
+class IntakeOut(RequestOut):
+    """A request just filed, with what intelligent intake did with it (``triage`` null when intake
+    did not run)."""
+
+    triage: TriageOut | None = None

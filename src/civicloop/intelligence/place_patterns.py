@@ -35,11 +35,13 @@ UNIT_SCAN_CHARS = 200
 """Replies name their unit near the start; later mentions are usually other bodies cited."""
 
 
-ROAD = re.compile(r"([\u4e00-\u9fa5]{2,6}?)(大道|大街|路)(?![口段边上])")
+ROAD = re.compile(r"([\u4e00-\u9fa5]{2,6}?)(大道|大街|路)(?![口段边上灯面况费线])")
+"""A road name; not 路灯 (street lamp), 路面 (road surface), 路况, 路费, 路线, nor a junction or section."""
 ROAD_CUT = re.compile(r".*(?:[的是在了我诉映到于和与至对从把被市区县镇乡号街栋楼条段旁近])")
 ROAD_GENERIC = {
     "道", "马", "公", "铁", "出", "思", "线", "水", "门", "网", "走", "修", "小", "大", "高速公", "这条", "那条",
-    "一条", "老", "新", "土", "进", "回", "让", "带", "堵", "封", "断", "挡", "占", "机动车", "人行",
+    "一条", "老", "新", "土", "进", "回", "让", "带", "堵", "封", "断", "挡", "占", "机动车", "人行", "门口",
+    "小区门口",
 }
 
 

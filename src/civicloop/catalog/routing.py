@@ -1,0 +1,252 @@
+"""The routing table (分拨规则): which unit leads, and which assist, for a category at a place.
+
+Like the contacts table of FixMyStreet (category × body → e-mail) or the route filters of Netflix
+Dispatch, but with the territorial rule of 接诉即办 built in: a rule can name a fixed unit (a
+department, a utility) or say "the street office of the place" (属地), so one line routes a whole
+first-level category in every street of the city.
+
+Which rule fires is a pure function (:func:`choose_rule`); the rest of this module loads and edits
+the table. The caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from civicloop.catalog.models import LeadTarget, RoutingRule
+from civicloop.catalog.service import find_category, require_category
+from civicloop.core.errors import FieldError, NotFound
+from civicloop.org.models import OrgUnit, UnitKind
+from civicloop.org.service import find_unit, get_unit, require_unit
+
+
+@dataclass(frozen=True)
+class RoutePlace:
+    """Where a request lies, as far as intake knows: ids of org units, ``None`` where unknown."""
+
+    district_id: int | None = None
+    street_id: int | None = None
+    community_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    """A rule's answer for one request: the lead unit, the assisting units and why."""
+
+    rule_id: int
+    lead_unit_id: int
+    assisting_unit_ids: tuple[int, ...]
+    why: str
+
+
+def applies(rule: RoutingRule, *, category_chain: Sequence[int], place: RoutePlace) -> bool:
+    """Return whether ``rule`` covers a request of a category whose ids from itself up to the root
+    are ``category_chain`` (empty: no category known) at ``place``.
+
+    A rule with a category covers that category and everything below it; a rule with a district or
+    street covers only requests known to lie there; a territorial lead needs that level of the
+    place to be known (a rule "lead: the street" cannot fire for a request with no street)."""
+    if not rule.active:
+        return False
+    if rule.category_id is not None and rule.category_id not in category_chain:
+        return False
+    if rule.district_id is not None and rule.district_id != place.district_id:
+        return False
+    if rule.street_id is not None and rule.street_id != place.street_id:
+        return False
+    return target_unit(rule, place) is not None
+
+
+def specificity(rule: RoutingRule, category_chain: Sequence[int]) -> tuple[int, int]:
+    """Return how specific an applicable rule is: (category depth, place depth). A rule on the
+    request's own leaf category is deeper than one on its first level; a street rule is deeper than a
+    district rule, which is deeper than a rule for anywhere."""
+    if rule.category_id is None:
+        depth = 0
+    else:
+        depth = len(category_chain) - category_chain.index(rule.category_id)
+    place_depth = 2 if rule.street_id is not None else 1 if rule.district_id is not None else 0
+    return depth, place_depth
+
+
+def choose_rule(
+    rules: Iterable[RoutingRule], *, category_chain: Sequence[int], place: RoutePlace
+) -> RoutingRule | None:
+    """Return the rule that routes a request, or ``None`` when no rule applies.
+
+    Order: highest ``priority``, then most specific (:func:`specificity`), then lowest id, so the
+    choice is deterministic. ``category_chain`` lists the request's category id first and its
+    ancestors after it."""
+    candidates = [r for r in rules if applies(r, category_chain=category_chain, place=place)]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: (-r.priority, *(-d for d in specificity(r, category_chain)), r.id))
+
+
+def target_unit(rule: RoutingRule, place: RoutePlace) -> int | None:
+    """Return the id of the unit that leads under ``rule`` at ``place`` (``None`` when the rule is
+    territorial and that level of the place is unknown)."""
+    if rule.lead_target == LeadTarget.UNIT:
+        return rule.lead_unit_id
+    if rule.lead_target == LeadTarget.STREET:
+        return place.street_id
+    if rule.lead_target == LeadTarget.DISTRICT:
+        return place.district_id
+    return place.community_id
+
+
+def category_chain(session: Session, category_id: int | None) -> list[int]:
+    """Return the ids from category ``category_id`` up to its root (empty for ``None``)."""
+    chain: list[int] = []
+    node = find_category(session, category_id)
+    while node is not None and node.id not in chain:
+        chain.append(node.id)
+        node = node.parent
+    return chain
+
+
+def route(session: Session, *, category_id: int | None, place: RoutePlace) -> Route | None:
+    """Return the route of a request of ``category_id`` at ``place`` from the active rules, or
+    ``None`` when no rule applies. Inactive units are never chosen: a rule whose lead unit has been
+    deactivated does not fire."""
+    chain = category_chain(session, category_id)
+    rules = session.scalars(select(RoutingRule).where(RoutingRule.active.is_(True))).all()
+    while True:
+        rule = choose_rule(rules, category_chain=chain, place=place)
+        if rule is None:
+            return None
+        lead_id = target_unit(rule, place)
+        lead = find_unit(session, lead_id)
+        if lead is not None and lead.active:
+            assisting = tuple(u for u in rule.assisting_unit_ids if u != lead.id and _active(session, u))
+            return Route(rule_id=rule.id, lead_unit_id=lead.id, assisting_unit_ids=assisting,
+                         why=describe(session, rule, lead))
+        rules = [r for r in rules if r.id != rule.id]
+
+
+def _active(session: Session, unit_id: int) -> bool:
+    unit = find_unit(session, unit_id)
+    return unit is not None and unit.active
+
+
+def describe(session: Session, rule: RoutingRule, lead: OrgUnit) -> str:
+    """Return a one-line Chinese account of why ``rule`` sends a request to ``lead``, e.g.
+    ``规则 #3：城乡建设，全市，属地街道 → 东桥街道``."""
+    scope = "全市"
+    for unit_id in (rule.street_id, rule.district_id):
+        unit = find_unit(session, unit_id)
+        if unit is not None:
+            scope = unit.name
+            break
+    category = find_category(session, rule.category_id)
+    what = category.path if category is not None else "所有分类"
+    how = {LeadTarget.UNIT: "指定单位", LeadTarget.STREET: "属地街道", LeadTarget.DISTRICT: "属地区",
+           LeadTarget.COMMUNITY: "属地社区"}[LeadTarget(rule.lead_target)]
+    return f"规则 #{rule.id}：{what}，{scope}，{how} → {lead.name}"
+
+
+# --- editing the table -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """A routing rule as entered by an admin (all ids checked by :func:`save_rule`)."""
+
+    lead_target: LeadTarget
+    category_id: int | None = None
+    district_id: int | None = None
+    street_id: int | None = None
+    lead_unit_id: int | None = None
+    assisting_unit_ids: tuple[int, ...] = ()
+    priority: int = 0
+    active: bool = True
+    note: str = ""
+
+
+def list_rules(
+    session: Session, *, category_id: int | None = None, active: bool | None = None
+) -> Sequence[RoutingRule]:
+    """Return the routing rules ordered by id, optionally those on one category or of one state."""
+    query = select(RoutingRule).order_by(RoutingRule.id)
+    if category_id is not None:
+        query = query.where(RoutingRule.category_id == category_id)
+    if active is not None:
+        query = query.where(RoutingRule.active.is_(active))
+    return session.scalars(query).all()
+
+
+def get_rule(session: Session, *, rule_id: int) -> RoutingRule:
+    """Return rule ``rule_id``; raises ``NotFound`` (404)."""
+    rule = session.get(RoutingRule, rule_id)
+    if rule is None:
+        raise NotFound("RoutingRule", rule_id)
+    return rule
+
+
+def _check(session: Session, data: RuleInput) -> None:
+    """Raise ``FieldError`` (422) for an id that names nothing or a rule that cannot route."""
+    if data.category_id is not None:
+        require_category(session, category_id=data.category_id)
+    if data.district_id is not None:
+        unit = require_unit(session, unit_id=data.district_id, field="district_id")
+        if unit.kind != UnitKind.DISTRICT:
+            raise FieldError("district_id", "v.unit_kind_expected", id=unit.id, kind="district")
+    if data.street_id is not None:
+        unit = require_unit(session, unit_id=data.street_id, field="street_id")
+        if unit.kind != UnitKind.STREET:
+            raise FieldError("street_id", "v.unit_kind_expected", id=unit.id, kind="street")
+        if data.district_id is not None and unit.parent_id != data.district_id:
+            raise FieldError("street_id", "v.street_not_in_district", id=unit.id, district=data.district_id)
+    if data.lead_target == LeadTarget.UNIT:
+        if data.lead_unit_id is None:
+            raise FieldError("lead_unit_id", "v.lead_unit_required")
+        require_unit(session, unit_id=data.lead_unit_id, field="lead_unit_id")
+    elif data.lead_unit_id is not None:
+        raise FieldError("lead_unit_id", "v.lead_unit_with_territorial", target=str(data.lead_target))
+    for index, unit_id in enumerate(data.assisting_unit_ids):
+        if unit_id == data.lead_unit_id:
+            raise FieldError(("assisting_unit_ids", str(index)), "v.assisting_is_lead")
+        require_unit(session, unit_id=unit_id, field=("assisting_unit_ids", str(index)))
+
+
+def save_rule(
+    session: Session, *, data: RuleInput, actor: str, now: datetime, rule_id: int | None = None
+) -> RoutingRule:
+    """Create a rule (``rule_id`` ``None``) or replace rule ``rule_id`` with ``data``; return it.
+
+    Raises ``FieldError`` (422) for an unknown category or unit, a district that is no district, a
+    street outside the rule's district, a fixed lead without ``lead_unit_id`` or a territorial lead
+    with one, an assisting unit that is also the lead; ``NotFound`` (404) for an unknown ``rule_id``."""
+    rule = get_rule(session, rule_id=rule_id) if rule_id is not None else RoutingRule()
+    _check(session, data)
+    rule.category_id = data.category_id
+    rule.district_id = data.district_id
+    rule.street_id = data.street_id
+    rule.lead_target = data.lead_target
+    rule.lead_unit_id = data.lead_unit_id
+    rule.assisting_unit_ids = list(dict.fromkeys(data.assisting_unit_ids))
+    rule.priority = data.priority
+    rule.active = data.active
+    rule.note = data.note
+    rule.updated_by = actor
+    rule.updated_at = now
+    if rule_id is None:
+        session.add(rule)
+    session.flush()
+    return rule
+
+
+def delete_rule(session: Session, *, rule_id: int) -> None:
+    """Delete rule ``rule_id``; raises ``NotFound`` (404). Triage records keep the id they used."""
+    session.delete(get_rule(session, rule_id=rule_id))
+    session.flush()
+
+
+def unit_name(session: Session, unit_id: int) -> str:
+    """Return the name of unit ``unit_id`` (raises ``NotFound`` for an unknown id)."""
+    return get_unit(session, unit_id=unit_id).name
