@@ -1,0 +1,87 @@
+"""DuckDB over the operational database: analytics read columns in bulk, never ORM rows one by one.
+
+:func:`connect` opens an in-memory DuckDB with the operational database attached read-only as
+``ops`` — SQLite through DuckDB's ``sqlite`` extension, PostgreSQL through its ``postgres`` extension —
+so a finder writes plain SQL such as ``SELECT … FROM ops.service_requests``. For very large histories
+:func:`connect` can instead expose Parquet snapshots (``civicloop generate --parquet DIR``) under the
+same names.
+
+The extensions come from PyPI (``duckdb-ext-sqlite``, ``duckdb-ext-postgres``, built for DuckDB 1.4,
+the long-term-support line), not downloaded at run time: a city's server may have no internet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+from sqlalchemy.engine import make_url
+
+from civicloop.core.db import normalise_url
+
+
+class AnalyticsUnavailable(RuntimeError):
+    """The operational database cannot be attached (unknown kind, or the extension is missing)."""
+
+
+def extension_directory() -> Path | None:
+    """Return the folder that holds the DuckDB extensions installed from PyPI, or ``None``."""
+    try:
+        import duckdb_ext  # type: ignore[import-not-found]  # namespace package of duckdb-ext-*
+    except ImportError:
+        return None
+    for root in getattr(duckdb_ext, "__path__", []):
+        folder = Path(root) / "extensions"
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def _load(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    folder = extension_directory()
+    if folder is not None:
+        conn.execute(f"SET extension_directory = '{folder.as_posix()}'")
+    try:
+        conn.execute(f"LOAD {name}")
+    except duckdb.Error as exc:
+        raise AnalyticsUnavailable(f"DuckDB extension {name!r} is not installed: {exc}") from exc
+
+
+def attach_clause(database_url: str) -> tuple[str, str]:
+    """Return (extension, ATTACH statement) that attaches ``database_url`` read-only as ``ops``.
+
+    SQLite: the file path; PostgreSQL: a libpq connection string from the URL's parts. Raises
+    :class:`AnalyticsUnavailable` for another kind of database or an in-memory SQLite."""
+    url = make_url(normalise_url(database_url))
+    if url.drivername.startswith("sqlite"):
+        if not url.database or url.database == ":memory:":
+            raise AnalyticsUnavailable("an in-memory SQLite database cannot be attached")
+        path = Path(url.database).resolve().as_posix().replace("'", "''")
+        return "sqlite", f"ATTACH '{path}' AS ops (TYPE sqlite, READ_ONLY)"
+    if url.drivername.startswith("postgresql"):
+        parts = {"dbname": url.database, "host": url.host, "port": url.port, "user": url.username,
+                 "password": url.password}
+        dsn = " ".join(f"{k}={v}" for k, v in parts.items() if v not in (None, ""))
+        return "postgres", f"ATTACH '{dsn.replace(chr(39), chr(39) * 2)}' AS ops (TYPE postgres, READ_ONLY)"
+    raise AnalyticsUnavailable(f"unsupported database for analytics: {url.drivername}")
+
+
+def connect(database_url: str | None = None, *, parquet_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """Return an in-memory DuckDB connection whose schema ``ops`` is the operational database.
+
+    Takes the SQLAlchemy URL of the operational database (SQLite file or PostgreSQL), or a folder of
+    Parquet snapshots (``<table>.parquet`` files, exposed as views ``ops.<table>``). Raises
+    :class:`AnalyticsUnavailable` when neither can be attached."""
+    conn = duckdb.connect()
+    if parquet_dir is not None:
+        conn.execute("CREATE SCHEMA ops")
+        for file in sorted(Path(parquet_dir).glob("*.parquet")):
+            path = file.resolve().as_posix().replace("'", "''")
+            conn.execute(f"CREATE VIEW ops.\"{file.stem}\" AS SELECT * FROM read_parquet('{path}')")
+        return conn
+    if database_url is None:
+        raise AnalyticsUnavailable("no database URL and no Parquet folder given")
+    extension, attach = attach_clause(database_url)
+    _load(conn, extension)
+    conn.execute(attach)
+    return conn
