@@ -30,3 +30,33 @@ def test_unsupported_databases_are_refused() -> None:
         attach_clause("sqlite:///:memory:")
     assert attach_clause("postgresql://u:p@h:5433/d")[1] == (
         "ATTACH 'dbname=d host=h port=5433 user=u password=p' AS ops (TYPE postgres, READ_ONLY)")
+
+
+def test_reqs_view_over_the_loop_has_local_times_places_and_no_phone(db: Engine, city: dict[str, int]) -> None:
+    from datetime import UTC, datetime
+
+    from civicloop.analytics.sources import COLUMNS, from_operational
+
+    with session_factory(db)() as s:
+        make_request(s, lat=39.905, lon=116.405, now=datetime(2026, 7, 1, 16, 30, tzinfo=UTC))
+        s.commit()
+    conn = connect(db.url.render_as_string(hide_password=False))
+    from_operational(conn)
+    row = dict(zip(COLUMNS, conn.execute(f"SELECT {', '.join(COLUMNS)} FROM reqs").fetchone(), strict=True))
+    assert row["created_at"] == datetime(2026, 7, 2, 0, 30)  # 16:30 UTC is half past midnight in Beijing
+    assert row["street"] == "望湖街道" and row["district"] == "云河区" and row["place"] == row["grid"]
+    assert row["citizen"] is not None and "1381234" not in row["citizen"]
+    assert row["status"] == "submitted" and row["replied_at"] is None
+
+
+def test_reqs_from_a_teddy_file() -> None:
+    from civicloop.analytics.sources import from_teddy_csv
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "teddy2020c" / "messages_with_replies.csv"
+    if not path.is_file():
+        pytest.skip("shared data not found")
+    conn = duckdb.connect()
+    assert from_teddy_csv(conn, path) == 2815  # 2,816 rows, one id twice
+    replied, named = conn.execute("SELECT count(replied_at), count(lead_unit) FROM reqs").fetchone()
+    assert replied == 2815 and named == 796  # the importer's count of replies that name their unit
