@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VENDOR := src/civicloop/static/vendor
+ASSETS := $(VENDOR)/.installed
 
 .PHONY: demo test install lint serve bench clean
 
@@ -12,14 +14,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+## front-end libraries from npm (ECharts, htmx), copied where the package serves and embeds them
+$(ASSETS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/echarts/dist/echarts.min.js node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp node_modules/echarts/LICENSE $(VENDOR)/echarts.LICENSE
+	cp node_modules/htmx.org/LICENSE $(VENDOR)/htmx.LICENSE
+	touch $(ASSETS)
+
+install: $(STAMP) $(ASSETS)
 
 ## demo: the main job on the embedded SQLite default (CIVICLOOP_NO_SERVE=1 to skip serving)
-demo: $(STAMP)
+demo: $(STAMP) $(ASSETS)
 	$(BIN)/civicloop demo $(if $(CIVICLOOP_NO_SERVE),--no-serve,)
 
 ## test: the whole suite (SQLite always; PostgreSQL too when CIVICLOOP_TEST_POSTGRES_URL is set)
-test: $(STAMP)
+test: $(STAMP) $(ASSETS)
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest -n 2 --dist loadgroup
 
@@ -30,4 +41,4 @@ serve: $(STAMP)
 	$(BIN)/civicloop init && $(BIN)/civicloop serve
 
 clean:
-	rm -rf $(VENV) out civicloop.db civicloop.db-wal civicloop.db-shm
+	rm -rf $(VENV) out civicloop.db civicloop.db-wal civicloop.db-shm node_modules $(VENDOR)

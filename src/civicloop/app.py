@@ -10,6 +10,7 @@ from civicloop.core.http import install_error_handlers
 
 def create_app() -> FastAPI:
     """Build the application with every domain's routes and the one error handler."""
+    from civicloop.analytics.finding_routes import router as findings_router
     from civicloop.analytics.routes import router as analytics_router
     from civicloop.catalog.routes import router as catalog_router
     from civicloop.org.routes import router as org_router
@@ -24,7 +25,8 @@ def create_app() -> FastAPI:
         " The closed loop of citizen requests: intake, dispatch, deadlines, callback, supervision, rates.",
     )
     install_error_handlers(app)
-    for router in (requests_router, triage_router, org_router, catalog_router, ledger_router, analytics_router):
+    for router in (requests_router, triage_router, org_router, catalog_router, ledger_router, analytics_router,
+                   findings_router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])

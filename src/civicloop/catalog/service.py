@@ -29,6 +29,13 @@ def find_category(session: Session, category_id: int | None) -> Category | None:
     return session.get(Category, category_id) if category_id is not None else None
 
 
+def find_category_by_path(session: Session, path: str | None) -> Category | None:
+    """Return the category whose path (names from the root joined by '/') is ``path``, or ``None``."""
+    if not path:
+        return None
+    return session.scalar(select(Category).where(Category.path == path))
+
+
 def tree_version(session: Session) -> tuple[int, int]:
     """Return (number of categories, highest id): changes whenever a node is added or removed, so
     caches built from the tree know when to rebuild."""

@@ -80,6 +80,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "v.not_in_queue": ("诉求 {id} 不在待派单队列中", "Request {id} is not in the dispatch queue"),
     "v.category_or_unit_required": ("须选择分类或主办单位", "Choose a category or a lead unit"),
     "v.no_route": ("没有适用的分拨规则，请指定主办单位", "No routing rule applies: name the lead unit"),
+    "v.finding_decided": (
+        "该发现已处理（{status}），不能再次处理：{id}", "Finding {id} was already decided ({status})"),
     "triage.no_model": ("没有可用的分类模型", "no classifier model is installed"),
     "triage.low_confidence": ("分类把握不足", "the category is uncertain"),
     "triage.label_not_in_tree": (

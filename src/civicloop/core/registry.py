@@ -1,5 +1,6 @@
 """Import every domain's models so that ``Base.metadata`` knows all tables (for Alembic)."""
 
+from civicloop.analytics import models as _analytics  # noqa: F401
 from civicloop.catalog import models as _catalog  # noqa: F401
 from civicloop.core import models as _core  # noqa: F401
 from civicloop.core.db import Base

@@ -1,0 +1,106 @@
+"""HTTP routes of 未诉先办 under ``/api/v1/analytics``: the findings, accepting one as work or
+dismissing it, running the finders, and the reply-quality table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict
+
+from civicloop.analytics import service
+from civicloop.analytics.models import FindingStatus, StoredFinding
+from civicloop.core.errors import Forbidden
+from civicloop.core.http import CurrentCaller, DbSession, SettingsDep
+from civicloop.core.roles import Role
+from civicloop.core.validation import MAX_ID, Text
+from civicloop.requests.service import Actor
+
+router = APIRouter(prefix="/api/v1/analytics", tags=["未诉先办 findings"])
+
+READERS = {Role.ANALYST, Role.SUPERVISOR, Role.DISPATCHER, Role.ADMIN}
+DECIDERS = {Role.ANALYST, Role.SUPERVISOR, Role.ADMIN}
+
+
+class FindingOut(BaseModel):
+    id: int
+    kind: str
+    key: str
+    rank: int
+    score: float
+    summary: str
+    place: str
+    category: str
+    district: str
+    street: str
+    start_at: datetime
+    end_at: datetime
+    people: int
+    request_ids: list[int]
+    details: dict[str, Any]
+    status: str
+    request_id: int | None
+    decided_by: str | None
+    decided_at: datetime | None
+    note: str
+    found_at: datetime
+
+    @classmethod
+    def of(cls, row: StoredFinding) -> FindingOut:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: Text(2000) = ""  # type: ignore[valid-type]
+
+
+def _allow(caller: CurrentCaller, roles: set[Role], action: str) -> None:  # type: ignore[valid-type]
+    if caller.role not in roles:
+        raise Forbidden(role=caller.role.value, action=action)
+
+
+@router.get("/findings", response_model=list[FindingOut], summary="未诉先办发现 Findings")
+def list_findings(
+    session: DbSession, caller: CurrentCaller,
+    kind: Annotated[str | None, Query(pattern="^(hotspot|surge|cooccurrence|asset|topic)$")] = None,
+    status: FindingStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> list[FindingOut]:
+    """Return the stored findings (hotspots, surges, co-occurrences, asset alerts, monthly topics) by
+    kind and rank, optionally of one ``kind`` and ``status`` (proposed, accepted, dismissed). Staff
+    roles only (403 otherwise)."""
+    _allow(caller, READERS, "read_findings")
+    rows = service.list_findings(session, kind=kind, status=status, limit=limit, offset=offset)
+    return [FindingOut.of(r) for r in rows]
+
+
+@router.get("/findings/{finding_id}", response_model=FindingOut, summary="发现详情 One finding")
+def read_finding(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession,
+                 caller: CurrentCaller) -> FindingOut:
+    """Return one finding with its evidence request ids; 404 when there is none."""
+    _allow(caller, READERS, "read_findings")
+    return FindingOut.of(service.get_finding(session, finding_id=finding_id))
+
+
+@router.post("/findings/{finding_id}/accept", response_model=FindingOut, summary="转为主动治理 Accept as work")
+def accept(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: DecisionIn, session: DbSession,
+           caller: CurrentCaller, settings: SettingsDep) -> FindingOut:
+    """Turn a proposed finding into a request of channel ``proactive`` that intake routes and deadlines
+    like any other; the finding keeps the request's id (``request_id``). Analysts, supervisors and
+    admins only (403). 422 when the finding was already accepted or dismissed; 404 when unknown."""
+    _allow(caller, DECIDERS, "accept_finding")
+    row = service.accept_finding(session, finding_id=finding_id, settings=settings, note=body.note,
+                                 actor=Actor(caller.name, caller.role, caller.unit_id))
+    return FindingOut.of(row)
+
+
+@router.post("/findings/{finding_id}/dismiss", response_model=FindingOut, summary="忽略 Dismiss")
+def dismiss(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: DecisionIn, session: DbSession,
+            caller: CurrentCaller) -> FindingOut:
+    """Dismiss a proposed finding; it will not be proposed again. Same roles and errors as accepting."""
+    _allow(caller, DECIDERS, "dismiss_finding")
+    row = service.dismiss_finding(session, finding_id=finding_id, note=body.note,
+                                  actor=Actor(caller.name, caller.role, caller.unit_id))
+    return FindingOut.of(row)
