@@ -19,6 +19,18 @@ from sqlalchemy.engine import make_url
 
 from civicloop.core.db import normalise_url
 
+PARQUET_NAMES = {"requests": "service_requests"}
+"""Parquet snapshot files named otherwise than their table (``civicloop generate --parquet``)."""
+
+
+def has_table(conn: duckdb.DuckDBPyConnection, name: str, schema: str = "ops") -> bool:
+    """Whether ``schema.name`` can be read on ``conn`` (an attached table or a snapshot view)."""
+    try:
+        conn.execute(f"SELECT 1 FROM {schema}.{name} LIMIT 0")
+    except duckdb.Error:
+        return False
+    return True
+
 
 class AnalyticsUnavailable(RuntimeError):
     """The operational database cannot be attached (unknown kind, or the extension is missing)."""
@@ -77,7 +89,8 @@ def connect(database_url: str | None = None, *, parquet_dir: Path | None = None)
         conn.execute("CREATE SCHEMA ops")
         for file in sorted(Path(parquet_dir).glob("*.parquet")):
             path = file.resolve().as_posix().replace("'", "''")
-            conn.execute(f"CREATE VIEW ops.\"{file.stem}\" AS SELECT * FROM read_parquet('{path}')")
+            name = PARQUET_NAMES.get(file.stem, file.stem)
+            conn.execute(f"CREATE VIEW ops.\"{name}\" AS SELECT * FROM read_parquet('{path}')")
         return conn
     if database_url is None:
         raise AnalyticsUnavailable("no database URL and no Parquet folder given")

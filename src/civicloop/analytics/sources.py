@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 
+from civicloop.analytics.duck import has_table
 from civicloop.core.timeutil import parse_time
 from civicloop.intelligence.place_patterns import find_places, find_unit
 
@@ -57,8 +58,11 @@ def from_operational(conn: duckdb.DuckDBPyConnection, *, timezone: str = "Asia/S
     Times are stored in UTC (naive on SQLite, ``timestamptz`` on PostgreSQL) and shown as local time in
     ``timezone``. ``citizen`` is the first 16 hex digits of sha256 of the phone number (empty phone:
     ``NULL``). ``place`` is the grid name, else the place label intake found (``triages.place``), else the
-    street, else the district. Raises ``duckdb.Error`` when the tables are missing (run ``civicloop init``)."""
+    street, else the district (Parquet snapshots carry no triage records: no label there). Raises
+    ``duckdb.Error`` when the tables are missing (run ``civicloop init``)."""
     zone = timezone.replace("'", "''")
+    place_label = "nullif(json_extract_string(t.place, '$.label'), '')" if has_table(conn, "triages") else "NULL"
+    triage_join = "LEFT JOIN ops.triages t ON t.request_id = r.id" if has_table(conn, "triages") else ""
 
     def local(column: str) -> str:
         return f"timezone('{zone}', CAST({column} AS TIMESTAMP) AT TIME ZONE 'UTC')"
@@ -73,7 +77,7 @@ def from_operational(conn: duckdb.DuckDBPyConnection, *, timezone: str = "Asia/S
                c.path AS category, split_part(c.path, '/', 1) AS category1,
                d.name AS district, s.name AS street, g.name AS grid,
                r.district_id::BIGINT AS district_id, r.street_id::BIGINT AS street_id, r.grid_id::BIGINT AS grid_id,
-               coalesce(g.name, nullif(json_extract_string(t.place, '$.label'), ''), s.name, d.name) AS place,
+               coalesce(g.name, {place_label}, s.name, d.name) AS place,
                r.support_count::INTEGER AS support_count,
                CASE WHEN coalesce(r.citizen_phone, '') = '' THEN NULL
                     ELSE substr(sha256(r.citizen_phone), 1, 16) END AS citizen,
@@ -85,7 +89,7 @@ def from_operational(conn: duckdb.DuckDBPyConnection, *, timezone: str = "Asia/S
         LEFT JOIN ops.org_units d ON d.id = r.district_id
         LEFT JOIN ops.org_units s ON s.id = r.street_id
         LEFT JOIN ops.grids g ON g.id = r.grid_id
-        LEFT JOIN ops.triages t ON t.request_id = r.id
+        {triage_join}
         LEFT JOIN lead ON lead.request_id = r.id
         LEFT JOIN ops.org_units u ON u.id = coalesce(lead.unit_id, r.lead_unit_id)
     """)
