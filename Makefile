@@ -31,11 +31,15 @@ demo: $(STAMP) $(ASSETS)
 
 ## test: the whole suite (SQLite always; PostgreSQL too when CIVICLOOP_TEST_POSTGRES_URL is set)
 test: $(STAMP) $(ASSETS)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -n 2 --dist loadgroup
 
+## bench: the benchmarks, results in docs/benchmarks.md (QUICK=1: the quick set, a few minutes)
+bench: $(STAMP) $(ASSETS)
+	$(BIN)/python benchmarks/run.py $(if $(QUICK),--quick,)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 serve: $(STAMP)
 	$(BIN)/civicloop init && $(BIN)/civicloop serve

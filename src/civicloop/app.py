@@ -13,6 +13,8 @@ def create_app() -> FastAPI:
     from civicloop.analytics.finding_routes import router as findings_router
     from civicloop.analytics.routes import router as analytics_router
     from civicloop.catalog.routes import router as catalog_router
+    from civicloop.open311 import render as open311_render
+    from civicloop.open311.routes import router as open311_router
     from civicloop.org.routes import router as org_router
     from civicloop.requests.ledger_routes import router as ledger_router
     from civicloop.requests.routes import router as requests_router
@@ -26,8 +28,9 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     for router in (requests_router, triage_router, org_router, catalog_router, ledger_router, analytics_router,
-                   findings_router):
+                   findings_router, open311_router):
         app.include_router(router)
+    open311_render.install(app)  # GeoReport v2 errors under /open311/v2 (after the one error handler)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from civicloop.cli.analyze import analyze
 from civicloop.cli.calendar import app as calendar_app
 from civicloop.cli.demo import demo
 from civicloop.cli.generate import generate
@@ -21,6 +22,7 @@ from civicloop.cli.importer import app as import_app
 from civicloop.cli.intake import app as intake_app
 from civicloop.cli.model import app as model_app
 from civicloop.cli.model import classify
+from civicloop.cli.open311 import app as open311_app
 from civicloop.core.db import session_scope
 from civicloop.core.errors import CivicloopError
 from civicloop.core.i18n import translate
@@ -33,7 +35,9 @@ app.add_typer(calendar_app, name="calendar")
 app.add_typer(import_app, name="import")
 app.add_typer(model_app, name="model")
 app.add_typer(intake_app, name="intake")
+app.add_typer(open311_app, name="open311")
 app.command(help="分类 Classify one request's text (prints JSON).")(classify)
+app.command(help="分析 未诉先办: hotspots, surges, co-occurrence, asset alerts, reply quality.")(analyze)
 app.command(help="生成模拟数据 Generate a city and N requests (bulk; --parquet for analytics).")(generate)
 app.command(help="运行演示 Run the main job end to end on the embedded SQLite default.")(demo)
 console = Console(width=max(Console().width, 100))

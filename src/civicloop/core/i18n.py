@@ -177,6 +177,59 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "role.analyst": ("分析人员", "analyst"),
     "role.admin": ("管理员", "admin"),
     "role.system": ("系统", "system"),
+    # Open311 GeoReport v2 (open311/): error descriptions, status notes, service notices
+    "o311.format": ("不支持的格式：{format}，请用 .json 或 .xml", "Unsupported format {format}: use .json or .xml"),
+    "o311.no_resource": ("没有这个 Open311 资源：{path}", "No such Open311 resource: {path}"),
+    "o311.method": ("此资源不支持 {method} 方法", "This resource does not support {method}"),
+    "o311.bad_request": ("请求无效", "The request is invalid"),
+    "o311.no_service": ("服务（诉求分类）不存在：{code}", "Unknown service_code: {code}"),
+    "o311.unknown_code": ("服务（诉求分类）不存在：{code}", "Unknown service_code: {code}"),
+    "o311.no_request": ("诉求不存在：{id}", "No service request {id}"),
+    "o311.no_token": ("令牌不存在：{token}", "Unknown token: {token}"),
+    "o311.api_key_missing": ("缺少 api_key，不能提交诉求", "api_key is missing: cannot create a request"),
+    "o311.api_key_invalid": ("api_key 无效或已停用，不能提交诉求", "Invalid api_key: cannot create a request"),
+    "o311.content_type": (
+        "请以 application/x-www-form-urlencoded 表单提交", "Post the request as application/x-www-form-urlencoded"),
+    "o311.bad_form": ("表单无法解析", "The form cannot be read"),
+    "o311.missing": ("此项必填", "Required"),
+    "o311.repeated": ("只能填写一次", "Given more than once"),
+    "o311.range": ("须在 {min} 到 {max} 之间", "Must lie between {min} and {max}"),
+    "o311.latlong_pair": ("lat 和 long 须同时提供", "lat and long go together"),
+    "o311.location": (
+        "须提供位置：lat 和 long，或 address_string，或 address_id",
+        "A location is required: lat and long, or address_string, or address_id"),
+    "o311.address_id": ("地名编号不存在：{id}", "Unknown address_id: {id}"),
+    "o311.email": ("电子邮箱格式不正确", "Not a valid e-mail address"),
+    "o311.url": ("须为 http 或 https 网址", "Must be an http or https URL"),
+    "o311.too_long": (
+        "连同附加信息不能超过 {max_length} 个字符", "At most {max_length} characters with the attributes"),
+    "o311.request_id": ("诉求编号无效：{id}", "Not a service request id: {id}"),
+    "o311.too_many": ("最多 {max} 个", "At most {max}"),
+    "o311.status": ("取值只能是 open 或 closed", "Must be open or closed"),
+    "o311.datetime": (
+        "时间格式应为带时区的 ISO 8601，如 2010-01-01T00:00:00Z",
+        "Must be ISO 8601 with a zone, e.g. 2010-01-01T00:00:00Z"),
+    "o311.date_order": ("start_date 不能晚于 end_date", "start_date must not be after end_date"),
+    "o311.window": ("查询时间跨度不能超过 {days} 天", "The date range may not span more than {days} days"),
+    "o311.attr_unknown": ("服务没有此属性：{code}", "The service has no attribute {code}"),
+    "o311.attr_form": ("属性应写作 attribute[代码]", "Attributes are written attribute[code]"),
+    "o311.attr_required": ("属性 {code} 必填", "Attribute {code} is required"),
+    "o311.attr_one": ("属性 {code} 只能有一个值", "Attribute {code} takes one value"),
+    "o311.attr_chars": (
+        "属性 {code} 含有不允许的字符或换行", "Attribute {code} contains control characters or line breaks"),
+    "o311.attr_long": ("属性 {code} 不能超过 {max_length} 个字符", "Attribute {code}: at most {max_length} characters"),
+    "o311.attr_number": ("属性 {code} 应为数字", "Attribute {code} must be a number"),
+    "o311.attr_range": ("属性 {code} 须在 {min} 到 {max} 之间", "Attribute {code} must lie between {min} and {max}"),
+    "o311.attr_datetime": (
+        "属性 {code} 应为带时区的 ISO 8601 时间", "Attribute {code} must be ISO 8601 with a zone"),
+    "o311.attr_value": ("属性 {code} 没有选项 {value}", "Attribute {code} has no option {value}"),
+    "o311.rejected.duplicate": ("重复件，随诉求 {id} 一并答复", "Duplicate of request {id}; answered with it"),
+    "o311.rejected.out_of_scope": ("不属于受理范围", "Out of scope"),
+    "o311.rejected.no_content": ("无实质内容", "No content"),
+    "o311.notice.dispatched": ("已派至{unit}办理，期限 {due}", "Sent to {unit}; due {due}"),
+    "o311.notice.queued": ("已收到，正在分派承办单位", "Received; a dispatcher is choosing the handling unit"),
+    "o311.notice.duplicate": (
+        "与诉求 {id} 反映同一问题，将随其一并答复", "Same matter as request {id}; it will be answered with it"),
 }
 
 LABELS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,106 @@
+"""``civicloop analyze``: run the finders of 未诉先办 and write the report."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+
+STEP_WORDS = {"hotspot": "热点 hotspots", "surge": "激增 surges", "cooccurrence": "并发 co-occurrence",
+              "asset": "设施 assets", "replies": "答复质量 reply quality", "topic": "每月一题 topic",
+              "done": "完成 done"}
+
+
+def _date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"expected a date like 2026-07-01, got {value!r}", param_hint=option) from None
+
+
+def analyze(
+    out: Annotated[Path, typer.Option(help="folder for the CSVs, report.html and report.xlsx")],
+    since: Annotated[str | None, typer.Option(help="first day (local), e.g. 2026-01-01")] = None,
+    until: Annotated[str | None, typer.Option(help="day after the last (local), e.g. 2026-07-01")] = None,
+    data: Annotated[Path | None, typer.Option(help="a Teddy Cup 2020 C CSV instead of the database")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="a folder of Parquet snapshots instead of the database")] = None,
+    store: Annotated[bool, typer.Option(help="keep the findings for the API (database source only)")] = True,
+) -> None:
+    """分析 Find hotspots, surges, co-occurring problems, repeated asset failures and reply quality (未诉先办).
+
+    Reads the configured database (``CIVICLOOP_DATABASE_URL``) through DuckDB, or ``--data`` /
+    ``--parquet``; writes hotspots.csv, surges.csv, cooccurrence.csv, asset_alerts.csv,
+    monthly_topics.csv, reply_quality.csv, reply_quality_units.csv, report.html and report.xlsx into
+    ``--out``. With the database as source the findings are also kept (``--no-store`` to skip), so that
+    analysts can accept them as work through the API."""
+    from civicloop.analytics.duck import AnalyticsUnavailable
+    from civicloop.analytics.report import write_outputs
+    from civicloop.analytics.run import analyze as run_analysis
+    from civicloop.analytics.run import open_source
+    from civicloop.core.settings import get_settings
+
+    start, end = _date(since, "--since"), _date(until, "--until")
+    if start and end and start >= end:
+        raise typer.BadParameter("--since must be before --until", param_hint="--until")
+    if data is not None and not data.is_file():
+        raise typer.BadParameter(f"no such file: {data}", param_hint="--data")
+    if parquet is not None and not parquet.is_dir():
+        raise typer.BadParameter(f"no such folder: {parquet}", param_hint="--parquet")
+    settings = get_settings()
+    try:
+        conn, source = open_source(database_url=settings.database_url, teddy_file=data, parquet_dir=parquet,
+                                   since=start, until=end, timezone=settings.timezone)
+    except AnalyticsUnavailable as exc:
+        console.print(f"[red]无法读取数据 cannot read the data: {exc}[/red]")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # duckdb.CatalogException and friends: the tables are not there
+        console.print(f"[red]无法读取数据 cannot read the data: {exc}. 先运行 run `civicloop init`?[/red]")
+        raise typer.Exit(2) from None
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("分析 analysing", total=6)
+
+        def progress(step: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"分析 {STEP_WORDS.get(step, step)}")
+
+        results = run_analysis(conn, source=source, since=start, until=end, progress=progress)
+    written = write_outputs(out, results)
+    if store and data is None and parquet is None:
+        from civicloop.analytics.service import store_findings
+        from civicloop.core.db import session_scope
+
+        with session_scope() as session:
+            counts = store_findings(session, results.all_findings(), settings=settings)
+        console.print(f"发现已保存 findings kept: {counts['new']} new, {counts['refreshed']} refreshed, "
+                      f"{counts['skipped']} already decided")
+    print_summary(results)
+    console.print(f"报告 report: {out / 'report.html'}  ({len(written)} files in {out})")
+
+
+def print_summary(results: object) -> None:
+    """Print the number of findings per kind, the timings and the top five hotspots."""
+    from civicloop.analytics.report import FILES, TITLES, AnalysisResults
+
+    assert isinstance(results, AnalysisResults)
+    table = Table(title=f"未诉先办 {results.meta.get('rows', 0)} 件诉求 requests")
+    table.add_column("")
+    table.add_column("发现 found", justify="right")
+    table.add_column("秒 s", justify="right")
+    seconds = results.meta.get("seconds", {})
+    for kind in FILES:
+        table.add_row(TITLES[kind], str(len(results.findings.get(kind, []))), str(seconds.get(kind, "")))
+    table.add_row("答复质量 replies scored", str(len(results.reply_scores)), str(seconds.get("replies", "")))
+    console.print(table)
+    for finding in results.findings.get("hotspot", [])[:5]:
+        console.print(f"  {finding.rank}. [{finding.score:.1f}] {finding.summary}（{finding.place or '—'}，"
+                      f"{len(finding.request_ids)} 件）")
+    for topic in results.findings.get("topic", []):
+        console.print(f"[bold]{topic.summary}[/bold]")
