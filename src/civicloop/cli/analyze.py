@@ -97,7 +97,8 @@ def print_summary(results: object) -> None:
     seconds = results.meta.get("seconds", {})
     for kind in FILES:
         table.add_row(TITLES[kind], str(len(results.findings.get(kind, []))), str(seconds.get(kind, "")))
-    table.add_row("答复质量 replies scored", str(len(results.reply_scores)), str(seconds.get("replies", "")))
+    scored = results.reply_scores.num_rows if results.reply_scores is not None else 0
+    table.add_row("答复质量 replies scored", str(scored), str(seconds.get("replies", "")))
     console.print(table)
     for finding in results.findings.get("hotspot", [])[:5]:
         console.print(f"  {finding.rank}. [{finding.score:.1f}] {finding.summary}（{finding.place or '—'}，"
