@@ -276,3 +276,19 @@ def test_judged_sample_precision_holds(votes: tuple[list[Candidate], list]) -> N
     # Measured 58/60 = 0.967 (Wilson 95 % 0.886-0.991); the floor is the interval's lower end.
     assert sum(verdicts) / len(verdicts) >= 0.88
     assert 240 <= len(near) <= 300  # measured 272 near-duplicate links at 0.5
+
+
+def test_short_identical_texts_link_only_at_the_same_place() -> None:
+    # found by a user trial: "道路破损" filed in two districts was closed as a duplicate
+    first = Candidate("a", "道路破损", "道路破损", T0, district_id=1, street_id=11)
+    elsewhere = Candidate("b", "道路破损", "道路破损", T0 + timedelta(hours=1), district_id=2, street_id=21)
+    same_street = Candidate("c", "道路破损", "道路破损", T0 + timedelta(hours=2), district_id=1, street_id=11)
+    nowhere = Candidate("d", "道路破损", "道路破损", T0 + timedelta(hours=3))
+    assert find_master(elsewhere, [first]) is None
+    assert find_master(nowhere, [first]) is None
+    match = find_master(same_street, [first])
+    assert match is not None and match.exact and match.master_id == "a"
+    # a long verbatim copy still links without a place, but never across two known districts
+    long_first = Candidate("l", TITLE, BODY, T0, district_id=1)
+    assert find_master(Candidate("m", TITLE, BODY, T0 + timedelta(days=1)), [long_first]) is not None
+    assert find_master(Candidate("n", TITLE, BODY, T0 + timedelta(days=1), district_id=2), [long_first]) is None

@@ -77,6 +77,7 @@ def test_an_accepted_finding_becomes_a_routed_proactive_request(client, db, city
     assert again.status_code == 422 and again.json()["error"]["fields"][0]["field"] == "finding_id"
     assert client.post(f"{API}/findings/{finding_id}/dismiss", json={}, headers=ANALYST).status_code == 422
     assert client.post(f"{API}/findings/999999/accept", json={}, headers=ANALYST).status_code == 404
+    assert client.post(f"{API}/findings/999999/dismiss", headers=ANALYST).status_code == 404  # no body needed
     with session_factory(db)() as s:
         assert s.scalar(select(ServiceRequest).where(ServiceRequest.channel == "proactive")).id == body["request_id"]
 

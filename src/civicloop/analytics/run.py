@@ -52,9 +52,16 @@ def open_source(*, database_url: str | None = None, teddy_file: Path | None = No
 
 
 REPLY_DAYS = 31
-"""Without ``since``, reply quality covers the requests of the last 31 days of the data (a month's review,
-like the monthly three rates): scoring costs about 0.6 ms per reply, so a whole history of a million
-replies would take ten minutes; ``--since`` widens it."""
+REPLY_ALL_UP_TO = 200_000
+"""Without ``since``, reply quality scores every replied request when there are at most this many, else
+those filed in the last :data:`REPLY_DAYS` days of the data (a month's review, like the monthly three
+rates): scoring costs about 0.6 ms per reply, so the 956,079 replies of a million generated requests would
+take ten minutes. ``--since`` chooses the period."""
+
+
+def _reply_window(conn: duckdb.DuckDBPyConnection) -> datetime | None:
+    replied = conn.execute("SELECT count(*) FROM reqs WHERE replied_at IS NOT NULL").fetchone()[0]  # type: ignore[index]
+    return None if replied <= REPLY_ALL_UP_TO else _last_days(conn, REPLY_DAYS)
 
 
 def _last_days(conn: duckdb.DuckDBPyConnection, days: int) -> datetime | None:
@@ -77,20 +84,21 @@ def analyze(conn: duckdb.DuckDBPyConnection, *, source: str = "", since: date | 
             progress: Progress | None = None) -> AnalysisResults:
     """Run every finder on ``reqs`` and return the results with timings (``meta["seconds"]``).
 
-    Order: hotspots, surges, co-occurrence, asset alerts, reply quality (requests filed since ``since``,
-    else in the last :data:`REPLY_DAYS` days), then the monthly topic chosen from the findings of the
-    month of the latest evidence."""
+    Order: hotspots, surges, co-occurrence, asset alerts, reply quality (requests filed since ``since``;
+    without it all, or the last :data:`REPLY_DAYS` days beyond :data:`REPLY_ALL_UP_TO` replies), then the
+    monthly topic chosen from the findings of the month of the latest evidence."""
     results = AnalysisResults()
     rows = int(conn.execute("SELECT count(*) FROM reqs").fetchone()[0])  # type: ignore[index]
     if since is not None:
         rows = int(conn.execute("SELECT count(*) FROM reqs WHERE created_at >= ?", [_at(since)]).fetchone()[0])  # type: ignore[index]
     seconds: dict[str, float] = {}
+    reply_since = _at(since) or _reply_window(conn)
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("hotspot", lambda: hotspots.find_hotspots(conn, since=since, now=now)),
         ("surge", lambda: surges.find_surges(conn)),
         ("cooccurrence", lambda: cooccurrence.find_cooccurrences(conn)),
         ("asset", lambda: assets.find_asset_failures(conn)),
-        ("replies", lambda: replies.score_replies(conn, since=_at(since) or _last_days(conn, REPLY_DAYS))),
+        ("replies", lambda: replies.score_replies(conn, since=reply_since)),
     ]
     for done, (name, step) in enumerate(steps):
         if progress:
@@ -114,5 +122,7 @@ def analyze(conn: duckdb.DuckDBPyConnection, *, source: str = "", since: date | 
         progress("done", len(steps) + 1, len(steps) + 1)
     results.meta = {"source": source, "since": since.isoformat() if since else None,
                     "until": until.isoformat() if until else None, "rows": rows, "seconds": seconds,
-                    "month": month, "generated_at": datetime.now().isoformat(timespec="seconds")}
+                    "month": month,
+                    "replies_since": reply_since.isoformat(sep=" ") if reply_since else None,
+                    "generated_at": datetime.now().isoformat(timespec="seconds")}
     return results

@@ -37,7 +37,8 @@ def set_tier(
     """Set a category's deadline tier (admin). New work orders use it; existing ones keep theirs."""
     if caller.role != Role.ADMIN:
         raise Forbidden(role=caller.role.value, action="set_tier")
-    return CategoryOut.of(service.set_tier(session, category_id=category_id, tier=body.deadline_tier))
+    return CategoryOut.of(service.set_tier(session, category_id=category_id, tier=body.deadline_tier,
+                                              actor=caller.name))
 
 
 RuleId = Annotated[int, Path(ge=1, le=MAX_ID)]
@@ -97,12 +98,18 @@ def create_rule(body: RoutingRuleIn, session: DbSession, caller: CurrentCaller) 
     return RoutingRuleOut.of(rule)
 
 
-@router.put("/routing-rules/{rule_id}", response_model=RoutingRuleOut, summary="修改规则 Replace a rule")
+@router.put("/routing-rules/{rule_id}", response_model=RoutingRuleOut, summary="修改规则 Change a rule")
 def replace_rule(rule_id: RuleId, body: RoutingRuleIn, session: DbSession, caller: CurrentCaller) -> RoutingRuleOut:
-    """Replace routing rule ``rule_id`` (admin); same checks as creating one, 404 for an unknown id.
+    """Change routing rule ``rule_id`` (admin): the fields given replace the rule's, the fields left out
+    keep their values (so ``{"lead_target": "street"}`` does not widen a rule to every category; send
+    ``"category_id": null`` to mean any category). Same checks as creating one, 404 for an unknown id.
     Requests already routed keep their units; the next request uses the new rule."""
     _admin(caller, "update_routing_rule")
-    rule = routing.save_rule(session, data=_input(body), actor=caller.name, now=utcnow(), rule_id=rule_id)
+    current = routing.get_rule(session, rule_id=rule_id)
+    values = {name: getattr(current, name) for name in RoutingRuleIn.model_fields}
+    values.update(body.model_dump(include=body.model_fields_set))
+    merged = RoutingRuleIn.model_validate(values)
+    rule = routing.save_rule(session, data=_input(merged), actor=caller.name, now=utcnow(), rule_id=rule_id)
     return RoutingRuleOut.of(rule)
 
 
@@ -111,4 +118,4 @@ def delete_rule(rule_id: RuleId, session: DbSession, caller: CurrentCaller) -> N
     """Delete routing rule ``rule_id`` (admin); 404 for an unknown id. To pause a rule, set
     ``active`` false instead: its history stays readable."""
     _admin(caller, "delete_routing_rule")
-    routing.delete_rule(session, rule_id=rule_id)
+    routing.delete_rule(session, rule_id=rule_id, actor=caller.name)

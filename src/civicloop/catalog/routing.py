@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from civicloop.catalog.models import LeadTarget, RoutingRule
 from civicloop.catalog.service import find_category, require_category
+from civicloop.core import audit
 from civicloop.core.errors import FieldError, NotFound
 from civicloop.org.models import OrgUnit, UnitKind
 from civicloop.org.service import find_unit, get_unit, require_unit
@@ -221,7 +222,8 @@ def save_rule(
 
     Raises ``FieldError`` (422) for an unknown category or unit, a district that is no district, a
     street outside the rule's district, a fixed lead without ``lead_unit_id`` or a territorial lead
-    with one, an assisting unit that is also the lead; ``NotFound`` (404) for an unknown ``rule_id``."""
+    with one, an assisting unit that is also the lead; ``NotFound`` (404) for an unknown ``rule_id``.
+    The change is written to the audit log (``core.audit``) with the rule's new fields."""
     rule = get_rule(session, rule_id=rule_id) if rule_id is not None else RoutingRule()
     _check(session, data)
     rule.category_id = data.category_id
@@ -238,13 +240,27 @@ def save_rule(
     if rule_id is None:
         session.add(rule)
     session.flush()
+    audit.enqueue(session, actor=actor, role=audit.admin_role(actor),
+                  action="create_routing_rule" if rule_id is None else "update_routing_rule",
+                  subject=f"routing_rule:{rule.id}", data=_rule_data(rule))
     return rule
 
 
-def delete_rule(session: Session, *, rule_id: int) -> None:
-    """Delete rule ``rule_id``; raises ``NotFound`` (404). Triage records keep the id they used."""
-    session.delete(get_rule(session, rule_id=rule_id))
+def _rule_data(rule: RoutingRule) -> dict[str, object]:
+    return {"category_id": rule.category_id, "district_id": rule.district_id, "street_id": rule.street_id,
+            "lead_target": str(rule.lead_target), "lead_unit_id": rule.lead_unit_id,
+            "assisting_unit_ids": list(rule.assisting_unit_ids), "priority": rule.priority, "active": rule.active}
+
+
+def delete_rule(session: Session, *, rule_id: int, actor: str = "system") -> None:
+    """Delete rule ``rule_id``; raises ``NotFound`` (404). Triage records keep the id they used.
+    The audit log keeps what the rule said (``core.audit``)."""
+    rule = get_rule(session, rule_id=rule_id)
+    data = _rule_data(rule)
+    session.delete(rule)
     session.flush()
+    audit.enqueue(session, actor=actor, role=audit.admin_role(actor), action="delete_routing_rule",
+                  subject=f"routing_rule:{rule_id}", data=data)
 
 
 def unit_name(session: Session, unit_id: int) -> str:

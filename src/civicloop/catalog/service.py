@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from civicloop.catalog.models import Category, DeadlineTier
 from civicloop.catalog.rules import default_tier, default_unit_kind
+from civicloop.core import audit
 from civicloop.core.errors import FieldError
 
 BUILTIN_TREE = Path(__file__).parent / "data" / "categories_builtin.csv"
@@ -84,9 +85,13 @@ def load_tree(session: Session, *, csv_path: Path) -> int:
     return created
 
 
-def set_tier(session: Session, *, category_id: int, tier: DeadlineTier) -> Category:
-    """Set the deadline tier of one category; raises ``FieldError`` if it does not exist."""
+def set_tier(session: Session, *, category_id: int, tier: DeadlineTier, actor: str = "system") -> Category:
+    """Set the deadline tier of one category; raises ``FieldError`` if it does not exist. The change
+    (old and new tier) goes to the audit log (``core.audit``)."""
     category = require_category(session, category_id=category_id)
+    old = str(category.deadline_tier)
     category.deadline_tier = tier
     session.flush()
+    audit.enqueue(session, actor=actor, role=audit.admin_role(actor), action="set_tier",
+                  subject=f"category:{category.id}", data={"from": old, "to": str(tier)})
     return category

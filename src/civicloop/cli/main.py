@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from civicloop.cli.analyze import analyze
+from civicloop.cli.audit import app as audit_app
 from civicloop.cli.calendar import app as calendar_app
 from civicloop.cli.demo import demo
 from civicloop.cli.generate import generate
@@ -32,6 +33,7 @@ app = typer.Typer(help="civicloop：接诉即办 the closed loop of citizen requ
 ledger_app = typer.Typer(help="台账 The ledger of all requests.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(calendar_app, name="calendar")
+app.add_typer(audit_app, name="audit")
 app.add_typer(import_app, name="import")
 app.add_typer(model_app, name="model")
 app.add_typer(intake_app, name="intake")

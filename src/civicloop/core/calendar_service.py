@@ -9,6 +9,7 @@ from datetime import date, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from civicloop.core import audit
 from civicloop.core.calendar import WorkCalendar, library_years
 from civicloop.core.errors import FieldError
 from civicloop.core.models import CalendarDay, CalendarYear
@@ -51,6 +52,8 @@ def enter_year(
     adjusted working weekend days (working=True); listing a holiday that falls on a weekend is
     harmless. Raises ``FieldError`` for a year outside 2000–2100, a day outside ``year`` or a day
     listed twice. The caller then recomputes provisional deadlines (``requests.deadlines``).
+    The entry goes to the audit log (``core.audit``) as ``enter_calendar`` by ``actor`` (``system``
+    when empty), with every day listed.
     """
     if not MIN_YEAR <= year <= MAX_YEAR:
         raise FieldError("year", "v.year_range", min=MIN_YEAR, max=MAX_YEAR)
@@ -74,6 +77,9 @@ def enter_year(
     record.entered_at = now or utcnow()
     session.add_all(CalendarDay(day=e.day, working=e.working, name=e.name[:100]) for e in entries)
     session.flush()
+    who = actor or "system"
+    audit.enqueue(session, actor=who, role=audit.admin_role(who), action="enter_calendar", subject=f"calendar:{year}",
+                  data={"source": record.source, "days": [[e.day, e.working, e.name[:100]] for e in entries]})
     return record
 
 

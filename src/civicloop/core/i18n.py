@@ -26,6 +26,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "forbidden_role": ("角色“{role}”无权执行“{action}”", "Role '{role}' may not {action}"),
     "bad_json": ("请求体不是有效的 UTF-8 JSON", "The request body is not valid UTF-8 JSON"),
+    # trust (issue 6): idempotent intake and the audit log
+    "v.idempotency_key_format": (
+        "Idempotency-Key 须为 1 到 {max} 个可见 ASCII 字符",
+        "Idempotency-Key must be 1 to {max} visible ASCII characters",
+    ),
+    "v.idempotency_key_reused": (
+        "此 Idempotency-Key 已用于内容不同的另一次提交，请换用新键",
+        "This Idempotency-Key was already used for a different submission; use a new key",
+    ),
+    "audit.ok": (
+        "审计日志完整：已校验 {checked} 条，最后一条 #{seq}",
+        "Audit log intact: {checked} entries checked, last #{seq}",
+    ),
+    "audit.edited": ("审计日志第 {seq} 条被篡改（{detail}）", "Audit entry #{seq} was edited ({detail})"),
+    "audit.deleted": ("审计日志第 {seq} 条被删除（{detail}）", "Audit entry #{seq} was deleted ({detail})"),
+    "audit.inserted": ("审计日志第 {seq} 条是插入的（{detail}）", "Audit entry #{seq} was inserted ({detail})"),
+    "audit.reordered": ("审计日志第 {seq} 条顺序被调换（{detail}）", "Audit entry #{seq} was reordered ({detail})"),
+    "audit.broken_link": (
+        "审计日志第 {seq} 条与前一条断链（{detail}）", "Audit entry #{seq} breaks the chain ({detail})",
+    ),
     # field-level validation (pydantic error types)
     "v.missing": ("此项必填", "This field is required"),
     "v.string_too_long": ("不能超过 {max_length} 个字符", "At most {max_length} characters"),

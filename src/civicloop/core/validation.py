@@ -17,7 +17,13 @@ MAX_ID = 2**31 - 1
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _PHONE = re.compile(r"^\+?[0-9][0-9\- ]{6,19}$")
-_PHONE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+_ID_IN_TEXT = re.compile(r"(?<![\dA-Za-z])(\d{6})\d{8}(\d{3}[\dXx])(?![\dA-Za-z])")
+"""A resident identity card number (GB 11643: 17 digits and a check digit or X): kept 6 + 4 characters."""
+_PHONE_IN_TEXT = re.compile(r"(?<![\d+])((?:\+|00)?86[ -]?)?(1[3-9]\d)[ -]?(\d{4})[ -]?(\d{4})(?!\d)")
+"""A mainland mobile number, bare or written 138 1234 5678 / 138-1234-5678 / +86 138…."""
+_LANDLINE_IN_TEXT = re.compile(r"(?<!\d)(0\d{2,3})[ -]?(\d{3,4})[ -]?(\d{4})(?!\d)")
+"""A fixed-line number with its area code (010-62345678, 0731 8888 1234)."""
+_EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
 def _clean(value: str) -> str:
@@ -59,12 +65,33 @@ def mask_phone(phone: str) -> str:
 
 
 def mask_phones_in_text(text: str | None) -> str | None:
-    """Mask the mobile numbers a text contains (``我的电话13700002222`` → ``我的电话137****2222``):
-    citizens write their number into the description, and units into their replies."""
-    return _PHONE_IN_TEXT.sub(r"\1****\3", text) if text else text
+    """Mask the personal contact data a text contains, as the shared data's publisher did: mobile
+    numbers however written (``我的电话138 1234 5678`` → ``我的电话138****5678``, ``+8613912345678`` →
+    ``139****5678``), fixed-line numbers (``010-62345678`` → ``010****5678``), identity card numbers
+    (``110101199003071234`` → ``110101********1234``) and e-mail addresses (``***@***``). Citizens write
+    these into descriptions and units into replies; every view, export and log shows texts through this
+    (the Personal Information Protection Law: minimum necessary). ``None`` and ``""`` pass through."""
+    if not text:
+        return text
+    text = _ID_IN_TEXT.sub(lambda m: f"{m.group(1)}********{m.group(2)}", text)
+    text = _EMAIL_IN_TEXT.sub("***@***", text)
+    text = _PHONE_IN_TEXT.sub(lambda m: f"{m.group(2)}****{m.group(4)}", text)
+    return _LANDLINE_IN_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
 
 
 def mask_name(name: str) -> str:
     """Mask a person's name for display: ``张三丰`` → ``张**``, ``Alice`` → ``A****``."""
     name = name.strip()
     return name[:1] + "*" * (len(name) - 1) if name else ""
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> object:
+    """Return a cell value that a spreadsheet will not run as a formula: text starting with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return gets a leading apostrophe (OWASP, "CSV Injection"); numbers
+    and other values pass unchanged. Use it on every citizen-written text exported as CSV."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

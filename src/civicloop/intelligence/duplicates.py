@@ -41,6 +41,10 @@ RequestId = Hashable
 DEFAULT_THRESHOLD = 0.5
 """Similarity at or above which two texts at the same place are the same matter (measured: see docs)."""
 DEFAULT_WINDOW_DAYS = 30.0
+EXACT_ANYWHERE_CHARS = 30
+"""A verbatim copy links whatever the place only when its normalised text has at least this many
+characters; a shorter one ("道路破损", an Open311 request with only its service name) must also be at the
+same place (found by a user trial: short identical texts from two districts were linked)."""
 NEAR_EXACT = 0.95
 """Similarity from which two requests count as the same text even when the place of either is unknown
 (a resubmission with a word changed or ``_x000D_`` residue): seen in the held-out Teddy Cup messages,
@@ -274,8 +278,9 @@ def find_master(
     similarity ``threshold`` in 0–1 and ``now`` (aware; the end of the window, default
     ``new.created_at``). A candidate counts when it was created no later than ``new`` and either
 
-    * its normalised title + body equal ``new``'s (score 1.0, whatever the threshold, the window or the
-      place: a verbatim resubmission of a still open request is its duplicate), or
+    * its normalised title + body equal ``new``'s (score 1.0, whatever the threshold and the window: a
+      verbatim resubmission of a still open request is its duplicate) — unless their known districts
+      differ, or the text is shorter than :data:`EXACT_ANYWHERE_CHARS` and they are not at the same place; or
     * it was created at most ``window_days`` before ``now``, :func:`same_place` holds and
       :func:`similarity` ≥ ``threshold``; or, when either request has no place (and their districts, if
       both known, agree), :func:`similarity` ≥ :data:`NEAR_EXACT` (0.95).
@@ -299,6 +304,10 @@ def find_master(
         if other_created > created:
             continue
         if key and other.key() == key:
+            if _districts_differ(new, other):
+                continue
+            if len(key) < EXACT_ANYWHERE_CHARS and same_place(new, other) is None:
+                continue  # "道路破损" twice is two potholes unless it is the same place
             rank = (0, -1.0, other_created, str(other.id))
             if best is None or rank < best[0]:
                 best = (rank, other, 1.0, same_place(new, other))

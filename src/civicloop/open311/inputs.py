@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -168,12 +168,22 @@ def _moment(text: str, name: str, tz: ZoneInfo, *, problems: Problems) -> dateti
         except ValueError:
             problems.append(("o311.datetime", {"field": name}))
             return None
-        return datetime.combine(day, time.min, tzinfo=tz)
+        moment = datetime.combine(day, time.min, tzinfo=tz)
+        try:
+            moment.astimezone(UTC) + WINDOW
+            moment.astimezone(UTC) - WINDOW
+        except OverflowError:
+            problems.append(("o311.datetime", {"field": name}))
+            return None
+        return moment
     try:
-        return parse_datetime(text)
-    except ValueError:
+        moment = parse_datetime(text)
+        moment.astimezone(UTC) + WINDOW
+        moment.astimezone(UTC) - WINDOW
+    except (ValueError, OverflowError):
         problems.append(("o311.datetime", {"field": name}))
         return None
+    return moment
 
 
 def parse_query(params: MultiMap, *, now: datetime, tz: ZoneInfo) -> RequestQuery:

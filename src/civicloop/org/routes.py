@@ -37,7 +37,7 @@ def create_unit(body: UnitCreate, session: DbSession, caller: CurrentCaller) -> 
     """Create a handling unit (admin). 422 if the code is taken or the parent does not exist."""
     if caller.role != Role.ADMIN:
         raise Forbidden(role=caller.role.value, action="create_unit")
-    return UnitOut.of(service.create_unit(session, **body.model_dump()))
+    return UnitOut.of(service.create_unit(session, **body.model_dump(), actor=caller.name))
 
 
 @router.get("/grids", response_model=list[GridOut], summary="网格 List grids")
@@ -82,7 +82,7 @@ def create_place(body: PlaceIn, session: DbSession, caller: CurrentCaller) -> Pl
     unknown district, unit or grid, a unit or grid outside the district, or a name the district
     already has for that kind (``service.create_place``). Intake sees it on its next request."""
     _admin(caller, "create_place")
-    return PlaceOut.of(service.create_place(session, **body.model_dump()))
+    return PlaceOut.of(service.create_place(session, **body.model_dump(), actor=caller.name))
 
 
 @router.put("/places/{place_id}", response_model=PlaceOut, summary="修改地名 Replace a place name")
@@ -90,7 +90,8 @@ def update_place(place_id: PlaceId, body: PlaceIn, session: DbSession, caller: C
     """Replace gazetteer row ``place_id`` (admin; 403 otherwise): name, kind, aliases, district,
     unit and grid; 404 for an unknown id, 422 as for ``POST /places``."""
     _admin(caller, "update_place")
-    return PlaceOut.of(service.update_place(session, place_id=place_id, **body.model_dump()))
+    return PlaceOut.of(service.update_place(session, place_id=place_id, **body.model_dump(),
+                                             actor=caller.name))
 
 
 @router.delete("/places/{place_id}", status_code=204, summary="删除地名 Delete a place name")
@@ -98,4 +99,4 @@ def delete_place(place_id: PlaceId, session: DbSession, caller: CurrentCaller) -
     """Delete gazetteer row ``place_id`` (admin; 403 otherwise); 404 for an unknown id. Requests
     already placed keep their district, street and grid."""
     _admin(caller, "delete_place")
-    service.delete_place(session, place_id=place_id)
+    service.delete_place(session, place_id=place_id, actor=caller.name)

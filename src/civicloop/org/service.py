@@ -12,6 +12,7 @@ from sqlalchemy import Row, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from civicloop.core import audit
 from civicloop.core.errors import FieldError, NotFound
 from civicloop.org.models import Grid, OrgUnit, Place, PlaceKind, UnitKind
 
@@ -61,9 +62,11 @@ def create_unit(
     parent_id: int | None = None,
     contact_name: str = "",
     contact_phone: str = "",
+    actor: str = "system",
 ) -> OrgUnit:
     """Create a handling unit. Raises ``FieldError`` when ``parent_id`` names no unit or ``code``
-    is taken (also when another transaction took it a moment ago: the unique index decides)."""
+    is taken (also when another transaction took it a moment ago: the unique index decides).
+    Written to the audit log (``core.audit``) by ``actor``, without the contact's name and phone."""
     if parent_id is not None:
         require_unit(session, unit_id=parent_id, field="parent_id")
     if session.scalar(select(OrgUnit.id).where(OrgUnit.code == code)) is not None:
@@ -77,6 +80,9 @@ def create_unit(
             session.add(unit)
     except IntegrityError as exc:
         raise FieldError("code", "v.code_taken", code=code) from exc
+    audit.enqueue(session, actor=actor, role=audit.admin_role(actor), action="create_unit",
+                  subject=f"unit:{unit.id}", data={"code": code, "name": name, "kind": str(kind),
+                                                   "parent_id": parent_id})
     return unit
 
 
@@ -250,7 +256,7 @@ def _clean_aliases(name: str, aliases: Sequence[str]) -> list[str]:
 
 def create_place(
     session: Session, *, name: str, kind: PlaceKind, district_id: int | None = None, unit_id: int | None = None,
-    grid_id: int | None = None, aliases: Sequence[str] = (), source: str = "admin",
+    grid_id: int | None = None, aliases: Sequence[str] = (), source: str = "admin", actor: str = "system",
 ) -> Place:
     """Add a place name to the gazetteer and return it (flushed, with its id).
 
@@ -271,12 +277,19 @@ def create_place(
             session.add(place)
     except IntegrityError as exc:
         raise FieldError("name", "v.place_taken", name=name, kind=kind.value) from exc
+    _audit_place(session, place, "create_place", actor)
     return place
+
+
+def _audit_place(session: Session, place: Place, action: str, actor: str) -> None:
+    audit.enqueue(session, actor=actor, role=audit.admin_role(actor), action=action, subject=f"place:{place.id}",
+                  data={"name": place.name, "kind": place.kind, "district_id": place.district_id,
+                        "unit_id": place.unit_id, "grid_id": place.grid_id, "aliases": list(place.aliases or [])})
 
 
 def update_place(
     session: Session, *, place_id: int, name: str, kind: PlaceKind, district_id: int | None = None,
-    unit_id: int | None = None, grid_id: int | None = None, aliases: Sequence[str] = (),
+    unit_id: int | None = None, grid_id: int | None = None, aliases: Sequence[str] = (), actor: str = "system",
 ) -> Place:
     """Replace the editable fields of gazetteer row ``place_id`` (name, kind, district, unit, grid,
     aliases; its ``source`` stays) and return it. Same checks and errors as :func:`create_place`;
@@ -291,13 +304,17 @@ def update_place(
             session.flush()
     except IntegrityError as exc:
         raise FieldError("name", "v.place_taken", name=name, kind=kind.value) from exc
+    _audit_place(session, place, "update_place", actor)
     _edited_after_commit(session)
     return place
 
 
-def delete_place(session: Session, *, place_id: int) -> None:
+def delete_place(session: Session, *, place_id: int, actor: str = "system") -> None:
     """Remove gazetteer row ``place_id``; ``NotFound`` (404) for an unknown id. Requests already
-    placed keep their district, street and grid: those are units and grids, not gazetteer rows."""
-    session.delete(get_place(session, place_id=place_id))
+    placed keep their district, street and grid: those are units and grids, not gazetteer rows.
+    The audit log keeps what the row said (``core.audit``)."""
+    place = get_place(session, place_id=place_id)
+    _audit_place(session, place, "delete_place", actor)
+    session.delete(place)
     session.flush()
     _edited_after_commit(session)

@@ -239,3 +239,20 @@ class Triage(Base):
     decided_category_id: Mapped[int | None] = mapped_column(ForeignKey("categories.id"))
     decided_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"))
     decided_rank: Mapped[int | None] = mapped_column(Integer)
+
+
+class IdempotencyKey(Base):
+    """A client's ``Idempotency-Key`` for ``POST /api/v1/requests`` and the request it filed.
+
+    ``body_hash`` is the SHA-256 of the submission's canonical JSON, so a retry with the same key
+    and the same content gets the same request, and the same key with other content is refused.
+    The unique ``key`` decides between two submissions racing with one key. ``request_id`` is
+    empty only inside the transaction that claims the key (it is set before that commits)."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("service_requests.id"), index=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

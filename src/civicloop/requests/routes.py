@@ -9,15 +9,16 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Response
 from sqlalchemy import select
 
 from civicloop.core.calendar_service import DayEntry, enter_year, known_years
 from civicloop.core.errors import Forbidden, NotFound
 from civicloop.core.http import CurrentCaller, DbSession, Lang, SettingsDep
 from civicloop.core.roles import Role
+from civicloop.core.timeutil import utcnow
 from civicloop.core.validation import MAX_ID
-from civicloop.requests import closing, handling, intake, triage
+from civicloop.requests import closing, handling, idempotency, intake, triage
 from civicloop.requests.jobs import provisional_orders, refresh_deadlines
 from civicloop.requests.models import (
     RequestStatus,
@@ -62,17 +63,34 @@ def actor(caller: CurrentCaller) -> Actor:  # type: ignore[valid-type]
 
 @router.post("/requests", status_code=201, response_model=IntakeOut, summary="提交诉求 Submit a request")
 def create_request(
-    body: RequestCreate, session: DbSession, caller: CurrentCaller, settings: SettingsDep, lang: Lang
+    body: RequestCreate, session: DbSession, caller: CurrentCaller, settings: SettingsDep, lang: Lang,
+    response: Response, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> IntakeOut:
     """File a citizen's request and, when ``triage_on_intake`` is on (the default), run intelligent
     intake on it (``requests.triage``): locate it, link it to an open request it repeats, classify
     and route it, and dispatch it without a person when the model is sure and a routing rule
     applies; otherwise it stays ``submitted`` in the dispatcher's queue with three suggestions.
     Returns the stored request (201) with the contact masked and ``triage`` (what intake did, null
-    when off). 422 with field messages for bad input; nothing is stored then."""
+    when off). 422 with field messages for bad input; nothing is stored then.
+
+    With an ``Idempotency-Key`` header (``requests.idempotency``, after the IETF draft): a retry
+    with the same key and body answers 201 with the request first filed and the header
+    ``Idempotent-Replayed: true``; the same key with another body, or a malformed key, is 422."""
     started = time.perf_counter()
+    key = idempotency.parse_key(idempotency_key)
+    claim = None
+    if key is not None:
+        claim = idempotency.claim(session, key=key, body_hash=idempotency.fingerprint(body.model_dump(mode="json")),
+                                  now=utcnow())
+        if claim.replay_request_id is not None:
+            response.headers["Idempotent-Replayed"] = "true"
+            request = get_request(session, request_id=claim.replay_request_id)
+            found = triage.get_triage(session, request_id=request.id)
+            return IntakeOut(**RequestOut.of(request).model_dump(), triage=TriageOut.of(found, lang) if found else None)
     data = intake.NewRequest(**body.model_dump())
     request = intake.submit(session, data=data, actor=actor(caller))
+    if claim is not None:
+        idempotency.bind(session, claim=claim, request_id=request.id)
     record = triage.triage(session, request=request, settings=settings, started=started) \
         if settings.triage_on_intake else None
     return IntakeOut(**RequestOut.of(request).model_dump(), triage=TriageOut.of(record, lang) if record else None)

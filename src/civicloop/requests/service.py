@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from civicloop.core import audit
 from civicloop.core.errors import ConcurrentUpdate, NotFound
 from civicloop.core.roles import Role
 from civicloop.core.timeutil import utcnow
@@ -150,6 +151,10 @@ def record(
     (equal when only a work order moved), so the log replays the request's life and its last
     ``to_status`` is the request's status. When a work order moved, ``order`` names it and
     ``order_move`` (its from and to statuses) is kept in ``data["order_status"]``.
+
+    Also queues the transition's entry in the audit log (``core.audit``, appended in the same
+    transaction when it commits): subject ``request:<id>``, the action, both statuses, the work
+    order, the event's own time and its data; the free-text ``reason`` stays in the event only.
     """
     payload = dict(data or {})
     if order_move is not None:
@@ -167,6 +172,10 @@ def record(
         created_at=now,
     )
     session.add(event)
+    audit.enqueue(session, actor=actor.name, role=actor.role.value, action=str(action),
+                  subject=f"request:{request.id}",
+                  data={**payload, "from": event.from_status, "to": event.to_status,
+                        "work_order_id": event.work_order_id, "event_at": now})
     return event
 
 

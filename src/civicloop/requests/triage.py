@@ -121,9 +121,10 @@ def triage(
         record.latency_seconds = time.perf_counter() - started
         session.flush()
         return record
-    if not reasons:
-        top = suggestions[0]
-        assert top.category_id is not None and top.lead_unit_id is not None
+    top = suggestions[0] if suggestions else None
+    if not reasons and (top is None or top.category_id is None or top.lead_unit_id is None):
+        reasons = ["no_rule"]  # never dispatch without a category and a unit, whatever the caller said
+    if not reasons and top is not None and top.category_id is not None and top.lead_unit_id is not None:
         intake.accept(session, request_id=request.id, actor=SYSTEM, category_id=top.category_id,
                       note=f"智能分类 {top.path}（{top.probability:.0%}）", now=now)
         intake.dispatch(session, request_id=request.id, actor=SYSTEM, lead_unit_id=top.lead_unit_id,
@@ -183,7 +184,8 @@ def classify(
     automatically (empty when it can) and the model used (``None`` without a model file)."""
     place = route_place(session, request)
     if request.category_id is not None:  # chosen by the operator who filed it: only route it
-        return [given_category(session, request, place)], [], None
+        given = given_category(session, request, place)
+        return [given], ([] if given.lead_unit_id is not None else ["no_rule"]), None
     try:
         stored = model_store.current(model_path(settings))
     except model_store.ModelFileInvalid:
@@ -294,21 +296,23 @@ def decide(
     record.decided_by, record.decided_at = actor.name, now
     record.decided_category_id = category.id if category else None
     record.decided_unit_id = lead_unit_id
-    record.decided_rank = rank_of(record.suggestions, category_id=record.decided_category_id, unit_id=lead_unit_id)
+    chain = routing.category_chain(session, record.decided_category_id)
+    record.decided_rank = rank_of(record.suggestions, category_chain=chain, unit_id=lead_unit_id)
     record.routed_at = now
     record.latency_seconds = max(0.0, (now - request.created_at).total_seconds())
     session.flush()
     return record
 
 
-def rank_of(suggestions: Sequence[dict[str, Any]], *, category_id: int | None, unit_id: int) -> int:
+def rank_of(suggestions: Sequence[dict[str, Any]], *, category_chain: Sequence[int], unit_id: int) -> int:
     """Return the rank (1–3) of the first suggestion the dispatcher's choice agrees with, 0 for none.
 
-    A suggestion agrees when its category is the chosen one or an ancestor's level-1 label matches
-    it, and its lead unit is the chosen unit (or no category was chosen and only the unit counts)."""
+    ``category_chain`` is the chosen category's id and its ancestors' (empty: only a unit was chosen).
+    A suggestion agrees when its lead unit is the chosen unit and its category is the chosen one or one
+    of its ancestors (choosing 油烟扰民 agrees with a suggested 环境保护), or no category was chosen."""
     for rank, suggestion in enumerate(suggestions, start=1):
         same_unit = suggestion.get("lead_unit_id") == unit_id
-        same_category = category_id is None or suggestion.get("category_id") == category_id
+        same_category = not category_chain or suggestion.get("category_id") in category_chain
         if same_unit and same_category:
             return rank
     return 0
@@ -382,11 +386,11 @@ def statistics(session: Session, *, since: datetime | None = None, until: dateti
 
 
 def decisions(session: Session, *, since: datetime | None = None) -> list[list[Any]]:
-    """Return the dispatchers' decisions as rows ``[request_id, title, detail, label, category_path,
-    suggested_label, confidence, decided_rank, decided_at]`` (``label``: the first level of the chosen
-    category, empty when only a unit was chosen), oldest first. Phone numbers in texts are masked."""
+    """Return the dispatchers' decisions that chose a category as rows ``[request_id, title, detail, label,
+    category_path, suggested_label, confidence, decided_rank, decided_at]`` (``label``: the first level of
+    the chosen category), oldest first. Contact data in texts are masked."""
     query = select(Triage, ServiceRequest).join(ServiceRequest, ServiceRequest.id == Triage.request_id).where(
-        Triage.decided_at.is_not(None)).order_by(Triage.decided_at, Triage.id)
+        Triage.decided_at.is_not(None), Triage.decided_category_id.is_not(None)).order_by(Triage.decided_at, Triage.id)
     if since is not None:
         query = query.where(Triage.decided_at >= since)
     out: list[list[Any]] = []

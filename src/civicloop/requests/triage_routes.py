@@ -15,7 +15,7 @@ from pydantic import AwareDatetime
 from civicloop.core.errors import Forbidden, NotFound
 from civicloop.core.http import CurrentCaller, DbSession, Lang, SettingsDep
 from civicloop.core.roles import Role
-from civicloop.core.validation import MAX_ID
+from civicloop.core.validation import MAX_ID, csv_safe
 from civicloop.requests import triage
 from civicloop.requests.schemas import DecideIn, QueueItemOut, RequestOut, TriageOut
 from civicloop.requests.service import Actor, get_request
@@ -97,7 +97,9 @@ def decisions_csv(
     ``title``, ``detail``, ``label`` (the first level of the chosen category), ``category_path``,
     ``suggested_label``, ``confidence``, ``decided_rank``, ``decided_at``: the shape
     ``civicloop model evaluate --data`` reads, for measuring the model against people and for
-    retraining. Titles and bodies keep only masked phone numbers. Analysts and admins only."""
+    retraining. Only decisions with a category are listed (a unit chosen alone gives no label). Titles
+    and bodies keep only masked contact data, and a cell that a spreadsheet would run as a formula is
+    quoted. Analysts and admins only."""
     if caller.role not in {Role.ANALYST, Role.ADMIN}:
         raise Forbidden(role=caller.role.value, action="export_decisions")
     buffer = io.StringIO()
@@ -105,7 +107,7 @@ def decisions_csv(
     writer.writerow(["request_id", "title", "detail", "label", "category_path", "suggested_label", "confidence",
                      "decided_rank", "decided_at"])
     for row in triage.decisions(session, since=since):
-        writer.writerow(row)
+        writer.writerow([csv_safe(cell) for cell in row])
     return Response(content="\ufeff" + buffer.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="triage-decisions.csv"'})
 
