@@ -172,3 +172,18 @@ def test_the_planted_surges_are_found(generated: tuple[Path, dict[str, Any]]) ->
     assert heating and all(set(seasons[c]) <= {11, 12, 1, 2, 3} for c in heating)
     noise = [c for c in seasons if "噪声" in c]
     assert noise and all(set(seasons[c]) <= {5, 6, 7, 8, 9} for c in noise)
+
+
+def test_one_person_writing_many_times_is_no_surge() -> None:
+    # found by a user trial: one citizen's five copies of a message came out as a "surge"
+    rows: list[dict[str, Any]] = []
+    for m in months(date(2022, 1, 1), 24):
+        for grid in ("丙社区1号网格", "丙社区2号网格", "丙社区3号网格", "丙社区4号网格"):
+            rows += month_rows(PARKING, grid, m, 2)
+    one_person = [{**row, "citizen": "same-person"}
+                  for row in month_rows(PARKING, "丙社区1号网格", date(2023, 12, 1), 12)]
+    assert not [f for f in find_surges(reqs_table(rows + one_person)) if f.details["sort"] == "anomalous"]
+    many = month_rows(PARKING, "丙社区1号网格", date(2023, 12, 1), 12)
+    surges = [f for f in find_surges(reqs_table(rows + many)) if f.details["sort"] == "anomalous"]
+    assert len(surges) == 1 and surges[0].people == 12
+    assert "约为基线2件的7倍" in surges[0].summary and surges[0].details["count"] == 14  # 12 + the usual 2

@@ -508,6 +508,8 @@ def find_surges(conn: duckdb.DuckDBPyConnection, *, period: str = "month", min_c
         ev = evidence.get(d.tag)
         if ev is None:
             continue
+        if d.details["sort"] == "anomalous" and ev.people < max(MIN_PEOPLE, min_ratio * float(d.details["expected"])):
+            continue  # counted in people the rise is no surge: one person writing often is a repeat (重复件)
         findings.append(Finding(
             kind="surge", key=d.key, rank=len(findings) + 1, score=d.score, summary=d.summary, place=d.place,
             start=ev.start, end=ev.end, request_ids=ev.ids, people=ev.people, category=d.category,
@@ -527,6 +529,12 @@ def _unusual_for_season(monthly: Cells, s: int, start: date, count: float, min_r
     return count >= min_ratio * max(same, 1.0) and logp <= -4.0
 
 
+MIN_PEOPLE = 2
+"""An anomalous surge needs at least this many people (distinct citizens; requests when citizens are
+unknown), and at least ``min_ratio`` × its baseline counted in people, not only in requests: found by a
+user trial, one person's five copies of a message made a "surge"."""
+
+
 def _anomaly(cells: Cells, s: int, starts: list[date], y: float, mu: float, score: float, level: str,
              tag: int) -> _Draft:
     category, place, district = cells.categories[s], cells.places[s], cells.districts[s]
@@ -536,7 +544,9 @@ def _anomaly(cells: Cells, s: int, starts: list[date], y: float, mu: float, scor
         label += "/" + period_label(starts[-1], cells.period)
         words += "至" + period_words(starts[-1], cells.period).replace("起一周", "当周")
     ratio = y / max(mu, 1e-9)
-    against = f"约为基线{mu:.1f}件的{ratio:.0f}倍" if mu >= 0.1 else "此前几乎没有（基线不足0.1件）"
+    shown = round(mu, 1) if mu >= 1 else round(mu, 2)  # the ratio is of the baseline as printed
+    ratio = y / max(shown, 1e-9)
+    against = f"约为基线{shown:g}件的{ratio:.0f}倍" if mu >= 0.1 else "此前几乎没有（基线不足0.1件）"
     summary = f"{_place_words(cells, s)}{leaf(category)}诉求{words}激增：{int(y)}件，{against}，建议排查原因、主动处置"
     return _Draft(tag, min(score, MAX_SCORE), finding_key("surge", "anomalous", place, category, label),
                   summary, place, category, district or None, cells.streets[s],
