@@ -61,3 +61,20 @@ def test_analyze_the_loop_keeps_findings_and_refuses_bad_options(tmp_path: Path)
     assert hotspots and kept[0] >= len(hotspots) and kept[1:] == ("proposed", "proposed")
     again = run("analyze", "--out", str(tmp_path / "o"), db=db, cwd=tmp_path)
     assert again.returncode == 0 and "0 new" in again.stdout  # the same findings are recognised by key
+
+
+def test_analyze_names_the_bad_file_or_folder(tmp_path: Path) -> None:
+    # found by a user trial: wrong columns gave an empty report with exit 0, GBK and an unwritable --out a traceback
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("a,b\n1,2\n", encoding="utf-8")
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("message_id,title,created_at,detail\n1,测试,2019/1/1 10:00:00,x\n".encode("gbk"))
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    db = tmp_path / "c.db"
+    for data, words in [(wrong, "message_id"), (gbk, "UTF-8")]:
+        result = run("analyze", "--data", str(data), "--out", str(tmp_path / "o"), db=db, cwd=tmp_path)
+        assert result.returncode == 2 and "--data" in result.stderr and words in result.stderr, result.stderr
+    if VOTES.is_file():
+        result = run("analyze", "--data", str(VOTES), "--out", str(blocked), db=db, cwd=tmp_path)
+        assert result.returncode == 2 and "--out" in result.stderr and "Traceback" not in result.stderr

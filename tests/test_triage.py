@@ -355,3 +355,20 @@ def test_decisions_export_is_formula_safe_and_finer_choices_count_for_their_sugg
         "\ufeff"))))
     assert [r["request_id"] for r in rows] == [str(risky["id"])]
     assert rows[0]["title"].startswith("'=HYPERLINK(") and rows[0]["label"] == suggestion["label"]
+
+
+def test_the_app_loads_the_model_at_start(model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # found by a user trial: the first request after `civicloop serve` waited 1.7 s for the model
+    from fastapi.testclient import TestClient
+
+    from civicloop.app import create_app
+
+    monkeypatch.setenv("CIVICLOOP_MODEL_PATH", str(model_file))
+    monkeypatch.setenv("CIVICLOOP_TRIAGE_ON_INTAKE", "true")
+    get_settings.cache_clear()
+    model_store._CURRENT.pop(model_file, None)
+    try:
+        with TestClient(create_app()):
+            assert model_file in model_store._CURRENT
+    finally:
+        get_settings.cache_clear()

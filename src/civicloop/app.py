@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from civicloop import __version__
 from civicloop.core.http import install_error_handlers
+from civicloop.core.settings import get_settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the classifier's model once at start (about 2 s with jieba's dictionary), so the first
+    request does not wait for it; a missing or unreadable model only means requests wait for a person."""
+    from civicloop.intelligence import model_store
+    from civicloop.requests.triage import model_path
+
+    settings = get_settings()
+    if settings.triage_on_intake:
+        try:
+            model_store.current(model_path(settings))
+        except Exception:  # logged, never fatal: intake queues every request without a model
+            logging.getLogger(__name__).exception("the classifier's model could not be loaded at start")
+    yield
 
 
 def create_app() -> FastAPI:
@@ -21,6 +42,7 @@ def create_app() -> FastAPI:
     from civicloop.requests.triage_routes import router as triage_router
 
     app = FastAPI(
+        lifespan=lifespan,
         title="civicloop",
         version=__version__,
         description="接诉即办：诉求受理、派单、签收、办结、回访、督办与三率考核。"

@@ -37,6 +37,27 @@ TITLES = {"hotspot": "热点 Hotspots", "surge": "高频与季节性激增 Surge
           "asset": "设施反复故障 Asset alerts", "topic": "每月一题 Monthly topic"}
 
 
+COLUMN_LABELS = {
+    "rank": "排名", "heat": "热度", "score": "评分", "summary": "概要", "place": "地点", "category": "分类",
+    "district": "区", "street": "街道", "start": "开始", "end": "结束", "request_count": "诉求数",
+    "people": "人数", "request_ids": "诉求编号", "unit": "单位", "replies": "答复数",
+    "median_working_days": "答复用时中位数（工作日）", "within_7_share": "7个工作日内占比", "relevance": "针对性",
+    "completeness": "完整性", "policy_share": "引用政策占比", "forwarded_share": "仅转办占比", "overall": "综合评分",
+    "small_n": "样本少",
+}
+"""Chinese headings of the HTML report's tables (the CSV files keep the machine names)."""
+SHARE_COLUMNS = {"within_7_share", "policy_share", "forwarded_share"}
+
+
+def _shown(column: str, value: Any) -> Any:
+    """A value as the HTML report shows it: shares as percentages, scores to two decimals."""
+    if isinstance(value, float):
+        return f"{value:.0%}" if column in SHARE_COLUMNS else f"{value:.2f}"
+    if isinstance(value, bool):
+        return "是" if value else ""
+    return value
+
+
 @dataclass
 class AnalysisResults:
     """Everything one run of the finders produced. ``findings`` by kind (see ``findings.KINDS``);
@@ -178,7 +199,7 @@ def write_html(path: Path, results: AnalysisResults) -> Path:
     for kind in FILES:
         columns, rows = _finding_rows(kind, results.findings.get(kind, []))
         sections.append({"kind": kind, "title": TITLES[kind], "columns": [c for c in columns if c != "key"],
-                         "rows": [{c: _plain(r.get(c)) for c in columns} for r in rows[:100]],
+                         "rows": [{c: _shown(c, _plain(r.get(c))) for c in columns} for r in rows[:100]],
                          "total": len(rows)})
     hot = results.findings.get("hotspot", [])[:10]
     units = [u for u in results.reply_units if not u.get("small_n")][:20]  # few replies: table only
@@ -192,7 +213,8 @@ def write_html(path: Path, results: AnalysisResults) -> Path:
     unit_columns = _columns(results.reply_units)
     html = template.render(
         meta=results.meta, sections=sections, charts_json=json.dumps(charts, ensure_ascii=False),
-        echarts=echarts_source(), units=[{c: _plain(u.get(c)) for c in unit_columns} for u in results.reply_units],
+        echarts=echarts_source(), labels=COLUMN_LABELS,
+        units=[{c: _shown(c, u.get(c)) for c in unit_columns} for u in results.reply_units],
         unit_columns=unit_columns, topics=results.findings.get("topic", []),
     )
     path.write_text(html, encoding="utf-8")

@@ -109,11 +109,16 @@ def teddy_rows(path: Path, *, timezone: str = "Asia/Shanghai") -> pa.Table:
     ``label``, ``upvotes``, ``reply``, ``replied_at``. Places come from the title and body
     (``find_places``: estate, else road, else street, else district, as ``place``); the lead unit is the
     unit the reply names (``find_unit``). Rows with an unreadable time are skipped. Raises
-    ``FileNotFoundError`` for a missing file."""
+    ``FileNotFoundError`` for a missing file, ``ValueError`` when a needed column is missing and
+    ``UnicodeDecodeError`` for a file that is not UTF-8."""
     tz = ZoneInfo(timezone)
     data: dict[str, list[object]] = {name: [] for name in COLUMNS}
     with Path(path).open(encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle):
+        reader = csv.DictReader(handle)
+        missing = {"message_id", "title", "created_at", "detail"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"not a Teddy Cup 2020 C message file: columns {sorted(missing)} are missing")
+        for row in reader:
             try:
                 created = _local(row.get("created_at", ""), tz)
                 replied = _local(row.get("replied_at", ""), tz)

@@ -62,6 +62,10 @@ def analyze(
     except AnalyticsUnavailable as exc:
         console.print(f"[red]无法读取数据 cannot read the data: {exc}[/red]")
         raise typer.Exit(2) from None
+    except UnicodeDecodeError:
+        raise typer.BadParameter("the file is not UTF-8 text", param_hint="--data") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
     except Exception as exc:  # duckdb.CatalogException and friends: the tables are not there
         console.print(f"[red]无法读取数据 cannot read the data: {exc}. 先运行 run `civicloop init`?[/red]")
         raise typer.Exit(2) from None
@@ -72,7 +76,10 @@ def analyze(
             bar.update(task, completed=done, total=total, description=f"分析 {STEP_WORDS.get(step, step)}")
 
         results = run_analysis(conn, source=source, since=start, until=end, progress=progress)
-    written = write_outputs(out, results)
+    try:
+        written = write_outputs(out, results)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write into {out}: {exc.strerror or exc}", param_hint="--out") from None
     if store and data is None and parquet is None:
         from civicloop.analytics.service import store_findings
         from civicloop.core.db import session_scope
