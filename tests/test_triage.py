@@ -372,3 +372,17 @@ def test_the_app_loads_the_model_at_start(model_file: Path, monkeypatch: pytest.
             assert model_file in model_store._CURRENT
     finally:
         get_settings.cache_clear()
+
+
+def test_the_queue_puts_urgent_matters_first(client, routed_city) -> None:
+    # found by a user trial: a 2-hour matter waited at the end of a first-come-first-served queue
+    lamp = file(client, "路灯坏了", "小区门口路灯坏了一周", category_id=routed_city["cat:城乡建设/市政设施/路灯不亮"])
+    danger = file(client, "楼道安全隐患", "楼道里堆满杂物，存在严重安全隐患",
+                  category_id=routed_city["cat:城乡建设/安全生产/安全隐患"])
+    later_lamp = file(client, "路灯不亮", "三号楼路灯不亮，晚上很黑",
+                      category_id=routed_city["cat:城乡建设/市政设施/路灯不亮"])
+    assert danger["deadline_tier"] == "2h" and lamp["deadline_tier"] == "7wd"
+    queue = client.get(f"{API}/dispatch-queue", headers=DISPATCHER).json()
+    assert [item["request"]["id"] for item in queue] == [danger["id"], lamp["id"], later_lamp["id"]]
+    second_page = client.get(f"{API}/dispatch-queue", params={"limit": 1, "offset": 1}, headers=DISPATCHER).json()
+    assert [item["request"]["id"] for item in second_page] == [lamp["id"]]

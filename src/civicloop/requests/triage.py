@@ -239,11 +239,27 @@ def given_category(session: Session, request: ServiceRequest, place: routing.Rou
 # --- the dispatcher's queue ---------------------------------------------------------------------
 
 
+TIER_ORDER = {"2h": 0, "24h": 1, "7wd": 2, "15wd": 3}
+"""Queue order by the deadline tier of the category intake suggests: a gas leak (2 h) before a pothole."""
+QUEUE_SCAN = 5000
+"""At most this many queued requests (the oldest) are ordered by urgency; a longer queue is a backlog
+to be worked oldest first anyway."""
+
+
 def queue(session: Session, *, limit: int = 50, offset: int = 0) -> Sequence[Triage]:
-    """Return the requests waiting in the dispatcher's queue, oldest first (first in, first out)."""
-    query = (select(Triage).where(Triage.queued.is_(True)).order_by(Triage.triaged_at, Triage.id)
-             .limit(limit).offset(offset))
-    return session.scalars(query).all()
+    """Return the requests waiting in the dispatcher's queue: the most urgent first (the deadline tier of
+    the top suggestion's category: 2 h, 24 h, 7 and 15 working days; none known counts as 7 working
+    days), then oldest first (first in, first out). Found by a user trial: a gas leak waited behind 33
+    ordinary requests."""
+    records = session.scalars(select(Triage).where(Triage.queued.is_(True))
+                              .order_by(Triage.triaged_at, Triage.id).limit(QUEUE_SCAN)).all()
+    tiers: dict[int | None, int] = {None: TIER_ORDER["7wd"]}
+    for record in records:
+        if record.category_id not in tiers:
+            category = find_category(session, record.category_id)
+            tiers[record.category_id] = TIER_ORDER.get(str(category.deadline_tier), 2) if category else 2
+    ordered = sorted(records, key=lambda r: (tiers[r.category_id], r.triaged_at, r.id))
+    return ordered[offset:offset + limit]
 
 
 def get_triage(session: Session, *, request_id: int) -> Triage | None:

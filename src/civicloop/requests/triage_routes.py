@@ -36,9 +36,10 @@ def dispatch_queue(
     session: DbSession, caller: CurrentCaller, lang: Lang,
     limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[QueueItemOut]:
-    """Return the requests intake could not route alone, oldest first, each with up to three
-    suggestions (category, probability, lead unit, rule, why) and the reasons it waits. Staff
-    roles only (403 for residents and handling units)."""
+    """Return the requests intake could not route alone, the most urgent first (the deadline tier of the
+    suggested category), then oldest first, each with up to three suggestions (category, probability,
+    lead unit, rule, why) and the reasons it waits. Staff roles only (403 for residents and handling
+    units)."""
     _may_see_queue(caller, "read_queue")
     items = []
     for record in triage.queue(session, limit=limit, offset=offset):
