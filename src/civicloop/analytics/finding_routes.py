@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict
 
 from civicloop.analytics import service
 from civicloop.analytics.models import FindingStatus, StoredFinding
-from civicloop.core.errors import Forbidden
 from civicloop.core.http import CurrentCaller, DbSession, SettingsDep
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID, Text
@@ -56,11 +55,6 @@ class DecisionIn(BaseModel):
     note: Text(2000) = ""  # type: ignore[valid-type]
 
 
-def _allow(caller: CurrentCaller, roles: set[Role], action: str) -> None:  # type: ignore[valid-type]
-    if caller.role not in roles:
-        raise Forbidden(role=caller.role.value, action=action)
-
-
 @router.get("/findings", response_model=list[FindingOut], summary="未诉先办发现 Findings")
 def list_findings(
     session: DbSession, caller: CurrentCaller,
@@ -71,7 +65,7 @@ def list_findings(
     """Return the stored findings (hotspots, surges, co-occurrences, asset alerts, monthly topics) by
     kind and rank, optionally of one ``kind`` and ``status`` (proposed, accepted, dismissed). Staff
     roles only (403 otherwise)."""
-    _allow(caller, READERS, "read_findings")
+    caller.require(READERS, "read_findings")
     rows = service.list_findings(session, kind=kind, status=status, limit=limit, offset=offset)
     return [FindingOut.of(r) for r in rows]
 
@@ -80,7 +74,7 @@ def list_findings(
 def read_finding(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession,
                  caller: CurrentCaller) -> FindingOut:
     """Return one finding with its evidence request ids; 404 when there is none."""
-    _allow(caller, READERS, "read_findings")
+    caller.require(READERS, "read_findings")
     return FindingOut.of(service.get_finding(session, finding_id=finding_id))
 
 
@@ -91,7 +85,7 @@ def accept(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession
     like any other; the finding keeps the request's id (``request_id``). Analysts, supervisors and
     admins only (403). The body (``{"note": …}``) is optional. 422 when the finding was already accepted or
     dismissed; 404 when unknown."""
-    _allow(caller, DECIDERS, "accept_finding")
+    caller.require(DECIDERS, "accept_finding")
     row = service.accept_finding(session, finding_id=finding_id, settings=settings, note=body.note if body else "",
                                  actor=Actor(caller.name, caller.role, caller.unit_id))
     return FindingOut.of(row)
@@ -101,7 +95,7 @@ def accept(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession
 def dismiss(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession, caller: CurrentCaller,
             body: DecisionIn | None = None) -> FindingOut:
     """Dismiss a proposed finding; it will not be proposed again. Same roles and errors as accepting."""
-    _allow(caller, DECIDERS, "dismiss_finding")
+    caller.require(DECIDERS, "dismiss_finding")
     row = service.dismiss_finding(session, finding_id=finding_id, note=body.note if body else "",
                                   actor=Actor(caller.name, caller.role, caller.unit_id))
     return FindingOut.of(row)

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict
 from civicloop.catalog import routing, service
 from civicloop.catalog.models import DeadlineTier
 from civicloop.catalog.schemas import CategoryOut, RouteOut, RoutingRuleIn, RoutingRuleOut
-from civicloop.core.errors import Forbidden
 from civicloop.core.http import CurrentCaller, DbSession
 from civicloop.core.roles import Role
 from civicloop.core.timeutil import utcnow
@@ -35,19 +34,13 @@ def set_tier(
     category_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: TierIn, session: DbSession, caller: CurrentCaller
 ) -> CategoryOut:
     """Set a category's deadline tier (admin). New work orders use it; existing ones keep theirs."""
-    if caller.role != Role.ADMIN:
-        raise Forbidden(role=caller.role.value, action="set_tier")
+    caller.require(Role.ADMIN, "set_tier")
     return CategoryOut.of(service.set_tier(session, category_id=category_id, tier=body.deadline_tier,
                                               actor=caller.name))
 
 
 RuleId = Annotated[int, Path(ge=1, le=MAX_ID)]
 OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
-
-
-def _admin(caller: CurrentCaller, action: str) -> None:  # type: ignore[valid-type]
-    if caller.role != Role.ADMIN:
-        raise Forbidden(role=caller.role.value, action=action)
 
 
 def _input(body: RoutingRuleIn) -> routing.RuleInput:
@@ -93,7 +86,7 @@ def read_rule(rule_id: RuleId, session: DbSession) -> RoutingRuleOut:
 def create_rule(body: RoutingRuleIn, session: DbSession, caller: CurrentCaller) -> RoutingRuleOut:
     """Add a routing rule (admin). 422 with the field named for an unknown category or unit, a
     street outside the district, a fixed lead without a unit or a territorial lead with one."""
-    _admin(caller, "create_routing_rule")
+    caller.require(Role.ADMIN, "create_routing_rule")
     rule = routing.save_rule(session, data=_input(body), actor=caller.name, now=utcnow())
     return RoutingRuleOut.of(rule)
 
@@ -104,7 +97,7 @@ def replace_rule(rule_id: RuleId, body: RoutingRuleIn, session: DbSession, calle
     keep their values (so ``{"lead_target": "street"}`` does not widen a rule to every category; send
     ``"category_id": null`` to mean any category). Same checks as creating one, 404 for an unknown id.
     Requests already routed keep their units; the next request uses the new rule."""
-    _admin(caller, "update_routing_rule")
+    caller.require(Role.ADMIN, "update_routing_rule")
     current = routing.get_rule(session, rule_id=rule_id)
     values = {name: getattr(current, name) for name in RoutingRuleIn.model_fields}
     values.update(body.model_dump(include=body.model_fields_set))
@@ -117,5 +110,5 @@ def replace_rule(rule_id: RuleId, body: RoutingRuleIn, session: DbSession, calle
 def delete_rule(rule_id: RuleId, session: DbSession, caller: CurrentCaller) -> None:
     """Delete routing rule ``rule_id`` (admin); 404 for an unknown id. To pause a rule, set
     ``active`` false instead: its history stays readable."""
-    _admin(caller, "delete_routing_rule")
+    caller.require(Role.ADMIN, "delete_routing_rule")
     routing.delete_rule(session, rule_id=rule_id, actor=caller.name)

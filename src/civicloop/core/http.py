@@ -8,7 +8,7 @@ with messages in the caller's language (Chinese unless ``Accept-Language`` asks 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civicloop.core.db import get_engine, session_factory
-from civicloop.core.errors import CivicloopError, FieldError
+from civicloop.core.errors import CivicloopError, FieldError, Forbidden
 from civicloop.core.i18n import label, pick_language, translate, word
 from civicloop.core.roles import Role
 from civicloop.core.settings import Settings, get_settings
@@ -65,6 +65,12 @@ class Caller:
 
     def __init__(self, name: str, role: Role, unit_id: int | None) -> None:
         self.name, self.role, self.unit_id = name, role, unit_id
+
+    def require(self, roles: Role | Collection[Role], action: str) -> None:
+        """Raise ``Forbidden`` (403, naming ``action``) unless the caller's role is ``roles`` or one of them."""
+        allowed = {roles} if isinstance(roles, Role) else set(roles)
+        if self.role not in allowed:
+            raise Forbidden(role=self.role.value, action=action)
 
 
 def current_caller(

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from civicloop.core.errors import Forbidden
 from civicloop.core.http import CurrentCaller, DbSession
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID
@@ -35,8 +34,7 @@ def read_unit(unit_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession
 @router.post("/units", response_model=UnitOut, status_code=201, summary="新增单位 Create a unit")
 def create_unit(body: UnitCreate, session: DbSession, caller: CurrentCaller) -> UnitOut:
     """Create a handling unit (admin). 422 if the code is taken or the parent does not exist."""
-    if caller.role != Role.ADMIN:
-        raise Forbidden(role=caller.role.value, action="create_unit")
+    caller.require(Role.ADMIN, "create_unit")
     return UnitOut.of(service.create_unit(session, **body.model_dump(), actor=caller.name))
 
 
@@ -49,11 +47,6 @@ def list_grids(session: DbSession) -> list[GridOut]:
 PlaceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10_000_000)]
-
-
-def _admin(caller: CurrentCaller, action: str) -> None:  # type: ignore[valid-type]
-    if caller.role != Role.ADMIN:
-        raise Forbidden(role=caller.role.value, action=action)
 
 
 @router.get("/places", response_model=list[PlaceOut], summary="地名库 List place names")
@@ -81,7 +74,7 @@ def create_place(body: PlaceIn, session: DbSession, caller: CurrentCaller) -> Pl
     """Add a place name to the gazetteer (admin; 403 otherwise). 422 with the field named for an
     unknown district, unit or grid, a unit or grid outside the district, or a name the district
     already has for that kind (``service.create_place``). Intake sees it on its next request."""
-    _admin(caller, "create_place")
+    caller.require(Role.ADMIN, "create_place")
     return PlaceOut.of(service.create_place(session, **body.model_dump(), actor=caller.name))
 
 
@@ -89,7 +82,7 @@ def create_place(body: PlaceIn, session: DbSession, caller: CurrentCaller) -> Pl
 def update_place(place_id: PlaceId, body: PlaceIn, session: DbSession, caller: CurrentCaller) -> PlaceOut:
     """Replace gazetteer row ``place_id`` (admin; 403 otherwise): name, kind, aliases, district,
     unit and grid; 404 for an unknown id, 422 as for ``POST /places``."""
-    _admin(caller, "update_place")
+    caller.require(Role.ADMIN, "update_place")
     return PlaceOut.of(service.update_place(session, place_id=place_id, **body.model_dump(),
                                              actor=caller.name))
 
@@ -98,5 +91,5 @@ def update_place(place_id: PlaceId, body: PlaceIn, session: DbSession, caller: C
 def delete_place(place_id: PlaceId, session: DbSession, caller: CurrentCaller) -> None:
     """Delete gazetteer row ``place_id`` (admin; 403 otherwise); 404 for an unknown id. Requests
     already placed keep their district, street and grid."""
-    _admin(caller, "delete_place")
+    caller.require(Role.ADMIN, "delete_place")
     service.delete_place(session, place_id=place_id, actor=caller.name)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from sqlalchemy import select
 
 from civicloop.core.calendar_service import DayEntry, enter_year, known_years
-from civicloop.core.errors import Forbidden, NotFound
+from civicloop.core.errors import NotFound
 from civicloop.core.http import CurrentCaller, DbSession, Lang, SettingsDep
 from civicloop.core.roles import Role
 from civicloop.core.timeutil import utcnow
@@ -285,8 +285,7 @@ def put_calendar_year(
 ) -> dict[str, object]:
     """Enter (or replace) ``year``'s official holidays and adjusted working days (admin), then
     recompute provisional deadlines. Returns the ids of the orders recomputed."""
-    if caller.role != Role.ADMIN:
-        raise Forbidden(role=caller.role.value, action="enter_calendar")
+    caller.require(Role.ADMIN, "enter_calendar")
     days = [DayEntry(day=d.date, working=d.working, name=d.name) for d in body.days]
     enter_year(session, year=year, days=days, source=body.source, actor=caller.name)
     return {"year": year, "days": len(days), "recomputed_orders": refresh_deadlines(session, settings=settings)}

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import AwareDatetime
 
-from civicloop.core.errors import Forbidden, NotFound
+from civicloop.core.errors import NotFound
 from civicloop.core.http import CurrentCaller, DbSession, Lang, SettingsDep
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID, csv_safe
@@ -26,11 +26,6 @@ PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 QUEUE_ROLES = {Role.DISPATCHER, Role.OPERATOR, Role.SUPERVISOR, Role.ANALYST, Role.ADMIN}
 
 
-def _may_see_queue(caller: CurrentCaller, action: str) -> None:  # type: ignore[valid-type]
-    if caller.role not in QUEUE_ROLES:
-        raise Forbidden(role=caller.role.value, action=action)
-
-
 @router.get("/dispatch-queue", response_model=list[QueueItemOut], summary="待人工派单 Dispatcher's queue")
 def dispatch_queue(
     session: DbSession, caller: CurrentCaller, lang: Lang,
@@ -40,7 +35,7 @@ def dispatch_queue(
     suggested category), then oldest first, each with up to three suggestions (category, probability,
     lead unit, rule, why) and the reasons it waits. Staff roles only (403 for residents and handling
     units)."""
-    _may_see_queue(caller, "read_queue")
+    caller.require(QUEUE_ROLES, "read_queue")
     items = []
     for record in triage.queue(session, limit=limit, offset=offset):
         request = get_request(session, request_id=record.request_id)
@@ -52,7 +47,7 @@ def dispatch_queue(
 def read_triage(request_id: PathId, session: DbSession, caller: CurrentCaller, lang: Lang) -> TriageOut:
     """Return what intake found for a request (place, duplicate, suggestions, rule, latency, the
     dispatcher's choice). 404 when the request does not exist or never went through intake."""
-    _may_see_queue(caller, "read_triage")
+    caller.require(QUEUE_ROLES, "read_triage")
     get_request(session, request_id=request_id)
     record = triage.get_triage(session, request_id=request_id)
     if record is None:
@@ -85,7 +80,7 @@ def stats(
     the share dispatched without a person, dispatch latency (seconds from filing to the routed work
     order; p50, p95, max) for automatic and for queued-then-decided requests, and how often the
     dispatcher chose the first, second or third suggestion or none (``decided_rank``)."""
-    _may_see_queue(caller, "read_triage_stats")
+    caller.require(QUEUE_ROLES, "read_triage_stats")
     return triage.statistics(session, since=since, until=until)
 
 
@@ -101,8 +96,7 @@ def decisions_csv(
     retraining. Only decisions with a category are listed (a unit chosen alone gives no label). Titles
     and bodies keep only masked contact data, and a cell that a spreadsheet would run as a formula is
     quoted. Analysts and admins only."""
-    if caller.role not in {Role.ANALYST, Role.ADMIN}:
-        raise Forbidden(role=caller.role.value, action="export_decisions")
+    caller.require({Role.ANALYST, Role.ADMIN}, "export_decisions")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["request_id", "title", "detail", "label", "category_path", "suggested_label", "confidence",
