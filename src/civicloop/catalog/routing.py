@@ -111,12 +111,18 @@ def category_chain(session: Session, category_id: int | None) -> list[int]:
     return chain
 
 
-def route(session: Session, *, category_id: int | None, place: RoutePlace) -> Route | None:
-    """Return the route of a request of ``category_id`` at ``place`` from the active rules, or
-    ``None`` when no rule applies. Inactive units are never chosen: a rule whose lead unit has been
-    deactivated does not fire."""
+def active_rules(session: Session) -> list[RoutingRule]:
+    """Return the active routing rules (load once when routing several suggestions of one request)."""
+    return list(session.scalars(select(RoutingRule).where(RoutingRule.active.is_(True))))
+
+
+def route(session: Session, *, category_id: int | None, place: RoutePlace,
+          rules: Sequence[RoutingRule] | None = None) -> Route | None:
+    """Return the route of a request of ``category_id`` at ``place`` from the active rules (``rules``
+    when the caller already loaded them with :func:`active_rules`), or ``None`` when no rule applies.
+    Inactive units are never chosen: a rule whose lead unit has been deactivated does not fire."""
     chain = category_chain(session, category_id)
-    rules = session.scalars(select(RoutingRule).where(RoutingRule.active.is_(True))).all()
+    rules = list(rules) if rules is not None else active_rules(session)
     while True:
         rule = choose_rule(rules, category_chain=chain, place=place)
         if rule is None:

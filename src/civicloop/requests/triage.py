@@ -194,6 +194,7 @@ def classify(
     if stored is None:
         return [], ["no_model"], None
     prediction = stored.model.predict(request.title, request.description)
+    rules = routing.active_rules(session)  # once for the three suggestions
     suggestions: list[Suggestion] = []
     for label, probability in prediction.top3:
         suggestion = Suggestion(label=label, probability=probability)
@@ -202,7 +203,7 @@ def classify(
         if category is not None:
             suggestion.category_id, suggestion.path = category.id, category.path
             suggestion.level_confidence = category.confidence
-            add_route(session, suggestion, place)
+            add_route(session, suggestion, place, rules)
         suggestions.append(suggestion)
     reasons: list[str] = []
     top = suggestions[0]
@@ -215,10 +216,12 @@ def classify(
     return suggestions, reasons, stored
 
 
-def add_route(session: Session, suggestion: Suggestion, place: routing.RoutePlace) -> None:
-    """Fill in the lead and assisting units the routing table gives ``suggestion``'s category at ``place``."""
+def add_route(session: Session, suggestion: Suggestion, place: routing.RoutePlace,
+              rules: Sequence[Any] | None = None) -> None:
+    """Fill in the lead and assisting units the routing table gives ``suggestion``'s category at ``place``
+    (``rules``: the active rules, when already loaded for this request)."""
     assert suggestion.category_id is not None
-    found = routing.route(session, category_id=suggestion.category_id, place=place)
+    found = routing.route(session, category_id=suggestion.category_id, place=place, rules=rules)
     if found is not None:
         suggestion.lead_unit_id, suggestion.rule_id = found.lead_unit_id, found.rule_id
         suggestion.assisting_unit_ids = list(found.assisting_unit_ids)
