@@ -279,6 +279,14 @@ def test_routing_table_api(client, routed_city) -> None:
         "street_id": routed_city["D01-S03"]}).json()
     assert elsewhere["lead_unit_id"] == routed_city["D01-S03"]  # the 属地 rule of 环境保护
     nothing = client.get(f"{API}/routing-rules/resolve", params={"category_id": routed_city["cat:环境保护"]}).json()
+    assert nothing["why"] == "没有适用的分拨规则"
+    english = client.get(f"{API}/routing-rules/resolve", params={"category_id": routed_city["cat:环境保护"]},
+                         headers=EN).json()
+    assert english["why"] == "no routing rule applies"
+    # found by a user trial: resolve accepted a street outside the district that a rule would refuse
+    outside = client.get(f"{API}/routing-rules/resolve", params={"district_id": routed_city["D02"],
+                                                                 "street_id": routed_city["D01-S01"]})
+    assert outside.status_code == 422 and outside.json()["error"]["fields"][0]["field"] == "street_id"
     assert nothing["rule_id"] is None
 
     for body, field in [

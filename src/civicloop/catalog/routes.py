@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict
 from civicloop.catalog import routing, service
 from civicloop.catalog.models import DeadlineTier
 from civicloop.catalog.schemas import CategoryOut, RouteOut, RoutingRuleIn, RoutingRuleOut
-from civicloop.core.http import CurrentCaller, DbSession
+from civicloop.core.http import CurrentCaller, DbSession, Lang
+from civicloop.core.i18n import translate
 from civicloop.core.roles import Role
 from civicloop.core.timeutil import utcnow
 from civicloop.core.validation import MAX_ID
@@ -60,18 +61,19 @@ def list_rules(
 
 @router.get("/routing-rules/resolve", response_model=RouteOut, summary="试算分拨 Which rule fires")
 def resolve(
-    session: DbSession, category_id: OptionalId = None, district_id: OptionalId = None,
+    session: DbSession, lang: Lang, category_id: OptionalId = None, district_id: OptionalId = None,
     street_id: OptionalId = None, community_id: OptionalId = None,
 ) -> RouteOut:
     """Return which rule would route a request of ``category_id`` at the given place, and to whom,
-    without filing anything (``rule_id`` null when none applies). 422 for an unknown category."""
+    without filing anything (``rule_id`` null when none applies). 422 for an unknown category, a district
+    or street id that names no district or street, or a street outside the district (as for a rule)."""
     if category_id is not None:
         service.require_category(session, category_id=category_id)
+    routing.check_place(session, district_id=district_id, street_id=street_id)
     place = routing.RoutePlace(district_id=district_id, street_id=street_id, community_id=community_id)
     found = routing.route(session, category_id=category_id, place=place)
     if found is None:
-        return RouteOut(rule_id=None, lead_unit_id=None, assisting_unit_ids=[],
-                        why="没有适用的分拨规则 no rule applies")
+        return RouteOut(rule_id=None, lead_unit_id=None, assisting_unit_ids=[], why=translate("triage.no_rule", lang))
     return RouteOut(rule_id=found.rule_id, lead_unit_id=found.lead_unit_id,
                     assisting_unit_ids=list(found.assisting_unit_ids), why=found.why)
 

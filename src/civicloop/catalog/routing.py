@@ -195,20 +195,26 @@ def get_rule(session: Session, *, rule_id: int) -> RoutingRule:
     return rule
 
 
+def check_place(session: Session, *, district_id: int | None, street_id: int | None) -> None:
+    """Raise ``FieldError`` (422) unless ``district_id`` names a district and ``street_id`` a street
+    (inside that district when both are given); ``None`` means not given."""
+    if district_id is not None:
+        unit = require_unit(session, unit_id=district_id, field="district_id")
+        if unit.kind != UnitKind.DISTRICT:
+            raise FieldError("district_id", "v.unit_kind_expected", id=unit.id, kind="district")
+    if street_id is not None:
+        unit = require_unit(session, unit_id=street_id, field="street_id")
+        if unit.kind != UnitKind.STREET:
+            raise FieldError("street_id", "v.unit_kind_expected", id=unit.id, kind="street")
+        if district_id is not None and unit.parent_id != district_id:
+            raise FieldError("street_id", "v.street_not_in_district", id=unit.id, district=district_id)
+
+
 def _check(session: Session, data: RuleInput) -> None:
     """Raise ``FieldError`` (422) for an id that names nothing or a rule that cannot route."""
     if data.category_id is not None:
         require_category(session, category_id=data.category_id)
-    if data.district_id is not None:
-        unit = require_unit(session, unit_id=data.district_id, field="district_id")
-        if unit.kind != UnitKind.DISTRICT:
-            raise FieldError("district_id", "v.unit_kind_expected", id=unit.id, kind="district")
-    if data.street_id is not None:
-        unit = require_unit(session, unit_id=data.street_id, field="street_id")
-        if unit.kind != UnitKind.STREET:
-            raise FieldError("street_id", "v.unit_kind_expected", id=unit.id, kind="street")
-        if data.district_id is not None and unit.parent_id != data.district_id:
-            raise FieldError("street_id", "v.street_not_in_district", id=unit.id, district=data.district_id)
+    check_place(session, district_id=data.district_id, street_id=data.street_id)
     if data.lead_target == LeadTarget.UNIT:
         if data.lead_unit_id is None:
             raise FieldError("lead_unit_id", "v.lead_unit_required")
