@@ -394,3 +394,12 @@ def test_the_queue_puts_urgent_matters_first(client, routed_city) -> None:
     assert [item["request"]["id"] for item in queue] == [danger["id"], lamp["id"], later_lamp["id"]]
     second_page = client.get(f"{API}/dispatch-queue", params={"limit": 1, "offset": 1}, headers=DISPATCHER).json()
     assert [item["request"]["id"] for item in second_page] == [lamp["id"]]
+
+
+def test_every_queue_reason_is_explained_in_both_languages() -> None:
+    from civicloop.core.i18n import MESSAGES
+    from civicloop.requests.triage import QUEUE_REASONS
+
+    for code in QUEUE_REASONS:
+        zh, en = MESSAGES[f"triage.{code}"]
+        assert zh and en and zh != en

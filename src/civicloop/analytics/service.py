@@ -30,8 +30,8 @@ KIND_WORDS = {"hotspot": "热点", "surge": "高频/季节性激增", "cooccurre
               "topic": "每月一题"}
 
 
-def _utc(local: datetime, tz: ZoneInfo) -> datetime:
-    """A finder's local wall-clock time (naive) as an aware datetime."""
+def _aware(local: datetime, tz: ZoneInfo) -> datetime:
+    """A finder's local wall-clock time (naive) as an aware datetime in ``tz``."""
     return local.replace(tzinfo=tz) if local.tzinfo is None else local
 
 
@@ -61,7 +61,7 @@ def store_findings(session: Session, findings: Iterable[Finding], *, settings: S
         row.summary = finding.summary[:300]
         row.place, row.category = (finding.place or "")[:200], (finding.category or "")[:400]
         row.district, row.street = (finding.district or "")[:200], (finding.street or "")[:200]
-        row.start_at, row.end_at = _utc(finding.start, tz), _utc(finding.end, tz)
+        row.start_at, row.end_at = _aware(finding.start, tz), _aware(finding.end, tz)
         row.people, row.request_ids = int(finding.people), [int(i) for i in finding.request_ids]
         row.details, row.found_at = dict(finding.details), now
     session.flush()

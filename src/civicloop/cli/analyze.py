@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from civicloop.analytics.report import AnalysisResults
 
 console = Console()
 
@@ -92,11 +95,10 @@ def analyze(
     console.print(f"报告 report: {out / 'report.html'}  ({len(written)} files in {out})")
 
 
-def print_summary(results: object) -> None:
+def print_summary(results: AnalysisResults) -> None:
     """Print the number of findings per kind, the timings and the top five hotspots."""
-    from civicloop.analytics.report import FILES, TITLES, AnalysisResults
+    from civicloop.analytics.report import FILES, TITLES
 
-    assert isinstance(results, AnalysisResults)
     table = Table(title=f"未诉先办 {results.meta.get('rows', 0)} 件诉求 requests")
     table.add_column("")
     table.add_column("发现 found", justify="right")

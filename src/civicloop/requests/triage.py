@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -341,11 +341,6 @@ def category_name(session: Session, category_id: int | None) -> str:
     """Return the path of a category (empty for ``None`` or an id that no longer exists)."""
     category = find_category(session, category_id)
     return category.path if category else ""
-
-
-def window_start(now: datetime, days: int) -> datetime:
-    """Return the start of a duplicate window of ``days`` calendar days ending at ``now``."""
-    return now - timedelta(days=days)
 
 
 # --- figures and training data -------------------------------------------------------------------

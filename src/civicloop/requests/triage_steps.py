@@ -18,7 +18,7 @@ from civicloop.catalog.service import list_categories, tree_version
 from civicloop.core.settings import Settings
 from civicloop.intelligence import duplicates, places
 from civicloop.intelligence.levels import LevelPredictor
-from civicloop.requests.models import RejectReason, RequestStatus, ServiceRequest, Triage
+from civicloop.requests.models import RequestStatus, ServiceRequest, Triage
 
 OPEN = (RequestStatus.SUBMITTED, RequestStatus.ACCEPTED, RequestStatus.DISPATCHED, RequestStatus.IN_PROGRESS,
         RequestStatus.REPLIED)
@@ -148,8 +148,3 @@ def refine_category(session: Session, *, label: str, title: str, detail: str) ->
         bands.append(choice.confidence)
     key = "/".join(path)
     return RefinedCategory(id=ids[key], path=key, confidence="/".join(bands))
-
-
-def is_duplicate_rejection(request: ServiceRequest) -> bool:
-    """Whether ``request`` was closed as a duplicate of another (重复件)."""
-    return request.status == RequestStatus.REJECTED and request.reject_reason == RejectReason.DUPLICATE
