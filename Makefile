@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := src/civicloop/static/vendor
 ASSETS := $(VENDOR)/.installed
 
-.PHONY: demo test install lint serve bench clean
+.PHONY: demo test install lint serve bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## front-end libraries from npm (ECharts, htmx), copied where the package serves and embeds them
+## front-end libraries from npm (ECharts, htmx, Pico CSS), copied where the package serves and embeds them
 $(ASSETS): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/echarts/dist/echarts.min.js node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp node_modules/@picocss/pico/css/pico.min.css $(VENDOR)/
 	cp node_modules/echarts/LICENSE $(VENDOR)/echarts.LICENSE
 	cp node_modules/htmx.org/LICENSE $(VENDOR)/htmx.LICENSE
+	cp node_modules/@picocss/pico/LICENSE.md $(VENDOR)/pico.LICENSE
 	touch $(ASSETS)
 
 install: $(STAMP) $(ASSETS)
@@ -30,9 +32,16 @@ demo: $(STAMP) $(ASSETS)
 	$(BIN)/civicloop demo $(if $(CIVICLOOP_NO_SERVE),--no-serve,)
 
 ## test: the whole suite (SQLite always; PostgreSQL too when CIVICLOOP_TEST_POSTGRES_URL is set)
-test: $(STAMP) $(ASSETS)
+test: $(STAMP) $(ASSETS) browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+## browser: Debian's Chromium and CJK fonts for the end-to-end tests (Playwright drives it; never
+## `playwright install`). Tolerant: without root or sudo the browser tests skip and say why.
+browser:
+	@command -v chromium >/dev/null || ((apt-get update -qq && apt-get install -y chromium fonts-noto-cjk) \
+		|| (sudo -n apt-get update -qq && sudo -n apt-get install -y chromium fonts-noto-cjk) \
+		|| echo "chromium could not be installed: the browser tests will be skipped")
 
 ## bench: the benchmarks, results in docs/benchmarks.md (QUICK=1: the quick set, a few minutes)
 bench: $(STAMP) $(ASSETS)

@@ -85,8 +85,11 @@ def db(engine: Engine) -> Iterator[Engine]:
 @pytest.fixture
 def settings() -> Settings:
     """Default settings, except that intelligent intake is off: these tests drive the loop by hand
-    (tests/test_triage.py switches it on, with a model of its own)."""
-    return Settings(_env_file=None, triage_on_intake=False)  # type: ignore[call-arg]
+    (tests/test_triage.py switches it on, with a model of its own), and callers name their role with
+    headers (tests/test_access.py turns that off and logs in). Rate limits are far above what any
+    test sends (tests/test_ratelimit.py sets its own), so no test is refused for its pace."""
+    return Settings(_env_file=None, triage_on_intake=False, trust_role_headers=True,  # type: ignore[call-arg]
+                    rate_limit_intake="100000/minute", rate_limit_login="100000/minute")
 
 
 @pytest.fixture(scope="session")

@@ -349,12 +349,16 @@ def test_a_wrong_role_is_403(client, db, city):
     request = submitted(client)
     rid = request["id"]
     before = counts(db)
-    response = client.post(f"{API}/requests/{rid}/accept", json={}, headers=handler(city["D01-S01"]))
+    analyst = {"X-Civicloop-Actor": "analyst-1", "X-Civicloop-Role": "analyst"}  # sees every request, fires none
+    response = client.post(f"{API}/requests/{rid}/accept", json={}, headers=analyst)
     assert response.status_code == 403
-    assert response.json()["error"] == {"code": "forbidden_role", "message": "角色“承办人员”无权执行“受理”",
+    assert response.json()["error"] == {"code": "forbidden_role", "message": "角色“分析人员”无权执行“受理”",
                                         "fields": []}
-    response = client.post(f"{API}/requests/{rid}/accept", json={}, headers={**handler(city["D01-S01"]), **EN})
-    assert response.json()["error"]["message"] == "Role 'handler' may not accept"
+    response = client.post(f"{API}/requests/{rid}/accept", json={}, headers={**analyst, **EN})
+    assert response.json()["error"]["message"] == "Role 'analyst' may not accept"
+    # a handler does not even see a request no order of its unit is about: 404, not 403
+    response = client.post(f"{API}/requests/{rid}/accept", json={}, headers=handler(city["D01-S01"]))
+    assert response.status_code == 404
     assert counts(db) == before
     assert ok(client.get(f"{API}/requests/{rid}"))["status"] == "submitted"
 

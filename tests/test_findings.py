@@ -24,7 +24,8 @@ ANALYST = {"X-Civicloop-Actor": "analyst-1", "X-Civicloop-Role": "analyst"}
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     """Intake on (no model: a finding with a known category is routed by the routing table)."""
-    return Settings(_env_file=None, triage_on_intake=True, model_path=str(tmp_path / "none.joblib"))  # type: ignore[call-arg]
+    return Settings(_env_file=None, triage_on_intake=True, trust_role_headers=True,  # type: ignore[call-arg]
+                    model_path=str(tmp_path / "none.joblib"))
 
 
 def hotspot(key_words: str, ids: tuple[int, ...], *, rank: int = 1, category: str | None = None) -> Finding:

@@ -53,7 +53,7 @@ def model_file(trained_classifier: classifier.TextClassifier, tmp_path_factory: 
 @pytest.fixture
 def settings(model_file: Path) -> Settings:
     """Intelligent intake on, with the model trained on the training split."""
-    return Settings(_env_file=None, triage_on_intake=True, model_path=str(model_file),  # type: ignore[call-arg]
+    return Settings(_env_file=None, triage_on_intake=True, trust_role_headers=True, model_path=str(model_file),  # type: ignore[call-arg]
                     auto_dispatch_threshold=0.9)
 
 
@@ -171,8 +171,11 @@ def test_a_decision_needs_a_queued_request_and_known_ids(client, routed_city, he
     bad = client.post(f"{API}/requests/{request_id}/decide", json={"lead_unit_id": "x"}, headers=DISPATCHER)
     assert bad.status_code == 422
     handler = {"X-Civicloop-Role": "handler", "X-Civicloop-Unit": str(routed_city["DEP-JT"])}
+    hidden = client.post(f"{API}/requests/{request_id}/decide", json={"lead_unit_id": routed_city["DEP-JT"]},
+                         headers=handler)
+    assert hidden.status_code == 404  # a queued request has no order of the handler's unit: not even seen
     forbidden = client.post(f"{API}/requests/{request_id}/decide", json={"lead_unit_id": routed_city["DEP-JT"]},
-                            headers=handler)
+                            headers={"X-Civicloop-Role": "analyst"})
     assert forbidden.status_code == 403
     assert client.get(f"{API}/requests/{request_id}").json()["status"] == "submitted"  # nothing half-way
     # a person may also handle a queued request through the plain endpoints: it leaves the queue

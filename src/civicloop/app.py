@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 from civicloop import __version__
-from civicloop.core.http import install_error_handlers
+from civicloop.core import ratelimit
+from civicloop.core.bodylimit import BodySizeLimit
+from civicloop.core.http import ERROR_RESPONSES, error_response, install_error_handlers
 from civicloop.core.settings import get_settings
 
 
@@ -31,9 +35,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     """Build the application with every domain's routes and the one error handler."""
+    from civicloop.accounts.routes import router as accounts_router
     from civicloop.analytics.finding_routes import router as findings_router
     from civicloop.analytics.routes import router as analytics_router
     from civicloop.catalog.routes import router as catalog_router
+    from civicloop.open311 import openapi as open311_openapi
     from civicloop.open311 import render as open311_render
     from civicloop.open311.routes import router as open311_router
     from civicloop.org.routes import router as org_router
@@ -50,9 +56,20 @@ def create_app() -> FastAPI:
     )
     install_error_handlers(app)
     for router in (requests_router, triage_router, org_router, catalog_router, ledger_router, analytics_router,
-                   findings_router, open311_router):
-        app.include_router(router)
+                   findings_router, accounts_router):
+        app.include_router(router, responses=ERROR_RESPONSES)  # the error shape, documented in OpenAPI
+    app.include_router(open311_router, responses=open311_openapi.ERROR_RESPONSES)
     open311_render.install(app)  # GeoReport v2 errors under /open311/v2 (after the one error handler)
+
+    def render_error(request: Request, status: int, code: str, params: dict[str, Any]) -> Response:
+        # errors raised outside the handlers: Open311's errors list under its prefix, else the JSON shape
+        if request.url.path.startswith(open311_render.PREFIX):
+            return open311_render.errors_response(request, status, [(code, params)])
+        return error_response(request, status, code, **params)
+
+    ratelimit.install(app, render_error)
+
+    app.add_middleware(BodySizeLimit, max_bytes=get_settings().max_body_bytes, render=render_error)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from civicloop.analytics import service
 from civicloop.analytics.models import FindingStatus, StoredFinding
-from civicloop.core.http import CurrentCaller, DbSession, SettingsDep
+from civicloop.core.http import Caller, DbSession, SettingsDep, allow
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID, Text
 from civicloop.requests.service import Actor
@@ -57,7 +57,7 @@ class DecisionIn(BaseModel):
 
 @router.get("/findings", response_model=list[FindingOut], summary="未诉先办发现 Findings")
 def list_findings(
-    session: DbSession, caller: CurrentCaller,
+    session: DbSession, caller: Annotated[Caller, allow(READERS, "read_findings")],
     kind: Annotated[str | None, Query(pattern="^(hotspot|surge|cooccurrence|asset|topic)$")] = None,
     status: FindingStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100, offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -65,37 +65,38 @@ def list_findings(
     """Return the stored findings (hotspots, surges, co-occurrences, asset alerts, monthly topics) by
     kind and rank, optionally of one ``kind`` and ``status`` (proposed, accepted, dismissed). Staff
     roles only (403 otherwise)."""
-    caller.require(READERS, "read_findings")
     rows = service.list_findings(session, kind=kind, status=status, limit=limit, offset=offset)
     return [FindingOut.of(r) for r in rows]
 
 
 @router.get("/findings/{finding_id}", response_model=FindingOut, summary="发现详情 One finding")
 def read_finding(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession,
-                 caller: CurrentCaller) -> FindingOut:
+                 caller: Annotated[Caller, allow(READERS, "read_findings")]) -> FindingOut:
     """Return one finding with its evidence request ids; 404 when there is none."""
-    caller.require(READERS, "read_findings")
     return FindingOut.of(service.get_finding(session, finding_id=finding_id))
 
 
 @router.post("/findings/{finding_id}/accept", response_model=FindingOut, summary="转为主动治理 Accept as work")
-def accept(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession, caller: CurrentCaller,
-           settings: SettingsDep, body: DecisionIn | None = None) -> FindingOut:
+def accept(
+    finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession,
+    caller: Annotated[Caller, allow(DECIDERS, "accept_finding")], settings: SettingsDep,
+    body: DecisionIn | None = None,
+) -> FindingOut:
     """Turn a proposed finding into a request of channel ``proactive`` that intake routes and deadlines
     like any other; the finding keeps the request's id (``request_id``). Analysts, supervisors and
     admins only (403). The body (``{"note": …}``) is optional. 422 when the finding was already accepted or
     dismissed; 404 when unknown."""
-    caller.require(DECIDERS, "accept_finding")
     row = service.accept_finding(session, finding_id=finding_id, settings=settings, note=body.note if body else "",
                                  actor=Actor(caller.name, caller.role, caller.unit_id))
     return FindingOut.of(row)
 
 
 @router.post("/findings/{finding_id}/dismiss", response_model=FindingOut, summary="忽略 Dismiss")
-def dismiss(finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession, caller: CurrentCaller,
-            body: DecisionIn | None = None) -> FindingOut:
+def dismiss(
+    finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession,
+    caller: Annotated[Caller, allow(DECIDERS, "dismiss_finding")], body: DecisionIn | None = None,
+) -> FindingOut:
     """Dismiss a proposed finding; it will not be proposed again. Same roles and errors as accepting."""
-    caller.require(DECIDERS, "dismiss_finding")
     row = service.dismiss_finding(session, finding_id=finding_id, note=body.note if body else "",
                                   actor=Actor(caller.name, caller.role, caller.unit_id))
     return FindingOut.of(row)

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from civicloop.analytics.metrics import Level, parse_month, three_rates, weights
-from civicloop.core.http import DbSession, SettingsDep
+from civicloop.core.http import Caller, DbSession, SettingsDep, allow
+from civicloop.core.roles import STAFF
 
 router = APIRouter(prefix="/api/v1", tags=["analytics (三率)"])
 
@@ -17,6 +18,7 @@ router = APIRouter(prefix="/api/v1", tags=["analytics (三率)"])
 def monthly_rates(
     session: DbSession,
     settings: SettingsDep,
+    caller: Annotated[Caller, allow(STAFF, "read_metrics")],
     month: Annotated[str, Query(max_length=32, description="local calendar month YYYY-MM")],
     level: Level = "unit",
     min_cases: Annotated[int, Query(ge=1, le=100_000, description="cases needed to be ranked")] = 1,
@@ -28,6 +30,7 @@ def monthly_rates(
 
     Rates are ratios in [0, 1], ``null`` when their denominator is 0; ``period`` is the month as
     local times [start, end). 422 with a message on ``month`` when it is not ``YYYY-MM``.
+    Staff only (401 the public, 403 residents).
     Formulas: docs/metrics.md.
     """
     start, end = parse_month(month, settings.tz)

@@ -24,6 +24,7 @@ from civicloop.cli.intake import app as intake_app
 from civicloop.cli.model import app as model_app
 from civicloop.cli.model import classify
 from civicloop.cli.open311 import app as open311_app
+from civicloop.cli.user import app as user_app
 from civicloop.core.db import session_scope
 from civicloop.core.errors import CivicloopError
 from civicloop.core.i18n import translate
@@ -34,6 +35,7 @@ ledger_app = typer.Typer(help="台账 The ledger of all requests.", no_args_is_h
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(audit_app, name="audit")
+app.add_typer(user_app, name="user")
 app.add_typer(import_app, name="import")
 app.add_typer(model_app, name="model")
 app.add_typer(intake_app, name="intake")

@@ -26,6 +26,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "forbidden_role": ("角色“{role}”无权执行“{action}”", "Role '{role}' may not {action}"),
     "bad_json": ("请求体不是有效的 UTF-8 JSON", "The request body is not valid UTF-8 JSON"),
+    # trust (issue 6): logins, sessions, tokens
+    "unauthenticated": ("请先登录", "Please log in first"),
+    "token_invalid": ("令牌无效、已过期或已撤销", "The token is invalid, expired or revoked"),
+    "login_failed": ("用户名或密码错误", "Wrong user name or password"),
+    "csrf_failed": (
+        "页面已过期，请刷新后重试（CSRF 校验失败）", "The page has expired; reload and try again (CSRF check failed)"),
+    "password_short": ("密码至少 {min} 个字符", "The password needs at least {min} characters"),
+    "password_weak": ("密码不能由同一个字符组成", "The password cannot be one repeated character"),
+    "username_invalid": (
+        "用户名须为 2 到 64 个字母、数字或 _.@- 字符",
+        "The user name must be 2 to 64 letters, digits or _.@- characters",
+    ),
+    "username_taken": ("用户名“{username}”已被使用", "The user name '{username}' is taken"),
+    "user_unit_required": ("角色“{role}”须指定所属单位", "Role '{role}' needs a unit"),
     # trust (issue 6): idempotent intake and the audit log
     "v.idempotency_key_format": (
         "Idempotency-Key 须为 1 到 {max} 个可见 ASCII 字符",
@@ -46,6 +60,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "audit.broken_link": (
         "审计日志第 {seq} 条与前一条断链（{detail}）", "Audit entry #{seq} breaks the chain ({detail})",
     ),
+    # trust (issue 6): body-size limit and rate limits
+    "too_large": (
+        "请求体过大：超过 {max_bytes} 字节的上限", "The request body is too large: the limit is {max_bytes} bytes"),
+    "rate_limited": (
+        "请求过于频繁，请 {seconds} 秒后再试", "Too many requests; try again in {seconds} seconds"),
+    "method": ("此地址不支持 {method} 方法", "This address does not support the method {method}"),
     # field-level validation (pydantic error types)
     "v.missing": ("此项必填", "This field is required"),
     "v.string_too_long": ("不能超过 {max_length} 个字符", "At most {max_length} characters"),
@@ -260,6 +280,8 @@ LABELS: dict[str, tuple[str, str]] = {
     "Category": ("诉求分类", "Category"),
     "Grid": ("网格", "Grid"),
     "Place": ("地名", "Place"),
+    "User": ("用户", "User"),
+    "AuthToken": ("令牌", "Token"),
 }
 
 

@@ -1,12 +1,13 @@
-"""Tables owned by ``core``: the official calendar years and days entered by an admin, and the
-tamper-evident audit log (see ``core.audit``)."""
+"""Tables owned by ``core``: the official calendar years and days entered by an admin, the
+tamper-evident audit log (see ``core.audit``), and the users with their grids and their login
+sessions and API tokens (see ``core.auth``)."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Date, Integer, String
+from sqlalchemy import JSON, BigInteger, Boolean, Date, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from civicloop.core.db import Base, UTCDateTime
@@ -53,3 +54,50 @@ class AuditEntry(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class User(Base):
+    """A person who logs in: ``role`` (a ``core.roles.Role`` value) says what they may do, ``unit_id``
+    which handling unit they work for (a handler's unit, a supervisor's district or street, none for
+    city-wide staff and residents), and their grids (``UserGrid``) say what a grid worker covers.
+    ``password_hash`` is an Argon2id PHC string (``core.auth.hash_password``), never the password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20), index=True)
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class UserGrid(Base):
+    """A grid a grid worker (网格员) covers: they see the requests located in it."""
+
+    __tablename__ = "user_grids"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class AuthToken(Base):
+    """A login session of the web app (``kind`` ``session``, with its CSRF token) or an API token
+    (``kind`` ``api``, sent as ``Authorization: Bearer``). Only the SHA-256 of the secret is stored,
+    so a copy of the database lets nobody log in; ``revoked_at`` ends it before ``expires_at``."""
+
+    __tablename__ = "auth_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

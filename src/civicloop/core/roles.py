@@ -16,3 +16,7 @@ class Role(StrEnum):
     ANALYST = "analyst"  # 分析人员
     ADMIN = "admin"  # 管理员
     SYSTEM = "system"  # 系统（定时任务、自动流转）
+
+
+# everyone who works in the system (not the residents it serves)
+STAFF = frozenset(r for r in Role if r != Role.RESIDENT)

@@ -61,8 +61,35 @@ class Settings(BaseSettings):
     """The classifier's model file (``CIVICLOOP_MODEL_PATH``); default ``models/classifier.joblib``
     under the working directory (``intelligence.model_store.default_model_path``)."""
 
+    # trust the X-Civicloop-Role/-Actor/-Unit headers (development and tests only: anyone could claim admin)
+    trust_role_headers: bool = False
+    # hours a web login stays valid
+    session_hours: float = Field(12.0, gt=0, le=24 * 90)
+    # send the session cookie only over HTTPS (turn on behind a TLS reverse proxy)
+    secure_cookies: bool = False
     worker_interval_seconds: int = Field(60, ge=1)
     """Seconds between two rounds of periodic jobs in ``civicloop worker``."""
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    """Largest request body accepted, in bytes (default 1 MiB); a larger one is refused with 413
+    before it is read (``core.bodylimit``). The largest valid intake body is about 30 KB."""
+    rate_limit_intake: str = "60/minute"
+    """Submissions one client may make (``POST /api/v1/requests``, Open311 ``POST requests``), in
+    the notation of the ``limits`` library: ``N/second|minute|hour|day``, a moving window
+    (``core.ratelimit``)."""
+    rate_limit_login: str = "10/minute"
+    """Login attempts one client may make, same notation (``core.ratelimit``)."""
+    rate_limit_storage_uri: str = "memory://"
+    """Where the counts live: ``memory://`` counts per process (each of N workers allows the full
+    rate); ``redis://host:6379`` shares them between workers and servers."""
+
+    @field_validator("rate_limit_intake", "rate_limit_login")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # raises ValueError for a malformed rate, so a typo fails at start-up
+        return value
 
     @field_validator("timezone")
     @classmethod

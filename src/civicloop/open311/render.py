@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from civicloop.core.errors import CivicloopError
-from civicloop.core.http import language
+from civicloop.core.http import allowed_methods, language
 from civicloop.core.i18n import label, translate
 
 log = logging.getLogger("civicloop.open311")
@@ -157,8 +157,10 @@ def install(app: FastAPI) -> None:
     def http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             return errors_response(request, 404, [("o311.no_resource", {"path": request.url.path[:200]})])
-        if exc.status_code == 405:
-            return errors_response(request, 405, [("o311.method", {"method": request.method})])
+        if exc.status_code == 405:  # with the Allow header RFC 9110 §15.5.6 requires
+            response = errors_response(request, 405, [("o311.method", {"method": request.method})])
+            response.headers["Allow"] = allowed_methods(request)
+            return response
         return errors_response(request, 400, [("o311.bad_request", {})])
 
     def database(request: Request, exc: OperationalError) -> Response:

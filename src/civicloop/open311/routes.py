@@ -18,12 +18,14 @@ from sqlalchemy import select
 from starlette.datastructures import FormData
 
 from civicloop.core.http import DbSession, Lang, SettingsDep
+from civicloop.core.ratelimit import rate_limited
 from civicloop.core.timeutil import utcnow
 from civicloop.core.validation import MAX_ID
 from civicloop.open311 import keys, service
 from civicloop.open311.filing import file_request
 from civicloop.open311.inputs import parse_filing, parse_query
 from civicloop.open311.models import Submission
+from civicloop.open311.openapi import RATE_LIMITED, formats
 from civicloop.open311.render import PREFIX, check_format, fail, respond
 from civicloop.requests.models import ServiceRequest
 
@@ -54,14 +56,14 @@ async def read_form(request: Request) -> FormData:
 Form = Annotated[FormData, Depends(read_form)]
 
 
-@router.get("/services.{fmt}", summary="GET Service List")
+@router.get("/services.{fmt}", summary="GET Service List", responses=formats())
 def get_services(fmt: str, session: DbSession) -> Response:
     """GeoReport v2 "GET Service List": every category of the catalogue as a service (see
     ``open311.service.list_services``). 400 for a format other than json/xml."""
     return respond(check_format(fmt), "services", service.list_services(session))
 
 
-@router.get("/services/{service_code}.{fmt}", summary="GET Service Definition")
+@router.get("/services/{service_code}.{fmt}", summary="GET Service Definition", responses=formats())
 def get_service_definition(service_code: str, fmt: str, session: DbSession, lang: Lang) -> Response:
     """GeoReport v2 "GET Service Definition": the attributes of one service, texts in the caller's
     language. 404 for an unknown service_code."""
@@ -69,7 +71,9 @@ def get_service_definition(service_code: str, fmt: str, session: DbSession, lang
     return respond(fmt, "service_definition", service.definition(session, service_code, lang))
 
 
-@router.post("/requests.{fmt}", status_code=201, summary="POST Service Request")
+@router.post("/requests.{fmt}", status_code=201, summary="POST Service Request",
+             dependencies=[Depends(rate_limited("intake", per_user=False))],
+             responses={**formats(201), **RATE_LIMITED})
 def post_request(fmt: str, form: Form, session: DbSession, settings: SettingsDep, lang: Lang) -> Response:
     """GeoReport v2 "POST Service Request": file a request into the loop (intake, then intelligent
     intake when on) and answer 201 with ``service_request_id``, ``service_notice`` (what happens
@@ -93,7 +97,7 @@ def post_request(fmt: str, form: Form, session: DbSession, settings: SettingsDep
     return respond(fmt, "service_requests", body, status=201, headers={"X-Open311-Token": submission.token})
 
 
-@router.get("/tokens/{token}.{fmt}", summary="GET service_request_id from a token")
+@router.get("/tokens/{token}.{fmt}", summary="GET service_request_id from a token", responses=formats())
 def get_token(token: str, fmt: str, session: DbSession) -> Response:
     """GeoReport v2 "GET service_request_id from a token": the request a token stands for. 404 for
     an unknown token."""
@@ -104,7 +108,7 @@ def get_token(token: str, fmt: str, session: DbSession) -> Response:
     return respond(fmt, "service_requests", [{"service_request_id": found.request_id, "token": found.token}])
 
 
-@router.get("/requests.{fmt}", summary="GET Service Requests")
+@router.get("/requests.{fmt}", summary="GET Service Requests", responses=formats())
 def get_requests(fmt: str, request: Request, session: DbSession, settings: SettingsDep, lang: Lang) -> Response:
     """GeoReport v2 "GET Service Requests": requests filed in the window (default the last 90 days),
     newest first, at most 1000; filters ``service_request_id`` (overrides the rest),
@@ -126,7 +130,7 @@ def get_requests(fmt: str, request: Request, session: DbSession, settings: Setti
     return respond(fmt, "service_requests", service.to_items(session, found, tz=settings.tz, lang=lang))
 
 
-@router.get("/requests/{service_request_id}.{fmt}", summary="GET Service Request")
+@router.get("/requests/{service_request_id}.{fmt}", summary="GET Service Request", responses=formats())
 def get_request(service_request_id: str, fmt: str, session: DbSession, settings: SettingsDep, lang: Lang) -> Response:
     """GeoReport v2 "GET Service Request": one request, as a list of one. 404 when there is none."""
     fmt = check_format(fmt)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from civicloop.core.http import CurrentCaller, DbSession
+from civicloop.core.http import Caller, DbSession, LoggedIn, allow
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID
 from civicloop.org import service
@@ -18,23 +18,26 @@ router = APIRouter(prefix="/api/v1", tags=["handling units (承办单位)"])
 
 @router.get("/units", response_model=list[UnitOut], summary="承办单位 List units")
 def list_units(
-    session: DbSession, kind: UnitKind | None = None,
+    session: DbSession, caller: LoggedIn, kind: UnitKind | None = None,
     parent_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[UnitOut]:
-    """Return handling units, optionally of one kind or under one parent."""
+    """Return handling units, optionally of one kind or under one parent (logged-in users)."""
     return [UnitOut.of(u) for u in service.list_units(session, kind=kind, parent_id=parent_id)]
 
 
 @router.get("/units/{unit_id}", response_model=UnitOut, summary="单位详情 One unit")
-def read_unit(unit_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession) -> UnitOut:
-    """Return one unit; 404 if it does not exist."""
+def read_unit(unit_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: DbSession, caller: LoggedIn) -> UnitOut:
+    """Return one unit; 404 if it does not exist (logged-in users)."""
     return UnitOut.of(service.get_unit(session, unit_id=unit_id))
 
 
 @router.post("/units", response_model=UnitOut, status_code=201, summary="新增单位 Create a unit")
-def create_unit(body: UnitCreate, session: DbSession, caller: CurrentCaller) -> UnitOut:
+def create_unit(
+    body: UnitCreate,
+    session: DbSession,
+    caller: Annotated[Caller, allow(Role.ADMIN, "create_unit")],
+) -> UnitOut:
     """Create a handling unit (admin). 422 if the code is taken or the parent does not exist."""
-    caller.require(Role.ADMIN, "create_unit")
     return UnitOut.of(service.create_unit(session, **body.model_dump(), actor=caller.name))
 
 
@@ -70,26 +73,36 @@ def read_place(place_id: PlaceId, session: DbSession) -> PlaceOut:
 
 
 @router.post("/places", response_model=PlaceOut, status_code=201, summary="新增地名 Add a place name")
-def create_place(body: PlaceIn, session: DbSession, caller: CurrentCaller) -> PlaceOut:
+def create_place(
+    body: PlaceIn,
+    session: DbSession,
+    caller: Annotated[Caller, allow(Role.ADMIN, "create_place")],
+) -> PlaceOut:
     """Add a place name to the gazetteer (admin; 403 otherwise). 422 with the field named for an
     unknown district, unit or grid, a unit or grid outside the district, or a name the district
     already has for that kind (``service.create_place``). Intake sees it on its next request."""
-    caller.require(Role.ADMIN, "create_place")
     return PlaceOut.of(service.create_place(session, **body.model_dump(), actor=caller.name))
 
 
 @router.put("/places/{place_id}", response_model=PlaceOut, summary="修改地名 Replace a place name")
-def update_place(place_id: PlaceId, body: PlaceIn, session: DbSession, caller: CurrentCaller) -> PlaceOut:
+def update_place(
+    place_id: PlaceId,
+    body: PlaceIn,
+    session: DbSession,
+    caller: Annotated[Caller, allow(Role.ADMIN, "update_place")],
+) -> PlaceOut:
     """Replace gazetteer row ``place_id`` (admin; 403 otherwise): name, kind, aliases, district,
     unit and grid; 404 for an unknown id, 422 as for ``POST /places``."""
-    caller.require(Role.ADMIN, "update_place")
     return PlaceOut.of(service.update_place(session, place_id=place_id, **body.model_dump(),
                                              actor=caller.name))
 
 
 @router.delete("/places/{place_id}", status_code=204, summary="删除地名 Delete a place name")
-def delete_place(place_id: PlaceId, session: DbSession, caller: CurrentCaller) -> None:
+def delete_place(
+    place_id: PlaceId,
+    session: DbSession,
+    caller: Annotated[Caller, allow(Role.ADMIN, "delete_place")],
+) -> None:
     """Delete gazetteer row ``place_id`` (admin; 403 otherwise); 404 for an unknown id. Requests
     already placed keep their district, street and grid."""
-    caller.require(Role.ADMIN, "delete_place")
     service.delete_place(session, place_id=place_id, actor=caller.name)

@@ -43,6 +43,17 @@ def require_unit(session: Session, *, unit_id: int, field: str | tuple[str, ...]
     return unit
 
 
+def unit_by_code_or_id(session: Session, ref: str, *, field: str = "unit") -> OrgUnit:
+    """Return the active unit whose code is ``ref`` (or, when ``ref`` is all digits and no code
+    matches, whose id it is); raises ``FieldError`` on ``field``."""
+    unit = session.scalar(select(OrgUnit).where(OrgUnit.code == ref))
+    if unit is None and ref.isdigit():
+        unit = session.get(OrgUnit, int(ref))
+    if unit is None or not unit.active:
+        raise FieldError(field, "v.unknown_unit", id=ref)
+    return unit
+
+
 def list_units(session: Session, *, kind: UnitKind | None = None, parent_id: int | None = None) -> Sequence[OrgUnit]:
     """Return units ordered by id, optionally of one ``kind`` and/or under one ``parent_id``."""
     query = select(OrgUnit).order_by(OrgUnit.id)

@@ -85,6 +85,7 @@ def callback(
     ``replied``.
     """
     now = now_or(now)
+    check_role(Action.CALLBACK, actor)  # a role that may never call back learns nothing of the state
     request = get_request(session, request_id=request_id)
     lead = active_lead(request)
     if request.status != RequestStatus.REPLIED or lead is None or lead.status != WorkOrderStatus.REPLIED:
@@ -125,6 +126,7 @@ def reopen(
     Raises ``IllegalTransition`` from any other status, ``Forbidden`` for a role other than
     supervisor or admin."""
     now = now_or(now)
+    check_role(Action.REOPEN, actor)
     request = get_request(session, request_id=request_id)
     leads = [o for o in request.work_orders if o.role == WorkOrderRole.LEAD
              and o.status in (WorkOrderStatus.REPLIED, WorkOrderStatus.CLOSED)]

@@ -48,6 +48,7 @@ class NewRequest:
     deadline_tier: DeadlineTier | None = None
     support_count: int = 0
     external_id: str | None = None
+    submitted_by_user_id: int | None = None  # the logged-in resident who filed it
 
 
 def submit(session: Session, *, data: NewRequest, actor: Actor, now: datetime | None = None) -> ServiceRequest:
@@ -72,7 +73,8 @@ def submit(session: Session, *, data: NewRequest, actor: Actor, now: datetime | 
         street_id=street.id if street else None, district_id=district.id if district else None,
         category_id=category.id if category else None, deadline_tier=str(tier),
         support_count=data.support_count, status=RequestStatus.SUBMITTED, external_id=data.external_id,
-        created_at=now, updated_at=now, version=1, return_count=0, reopen_count=0, fallback=False,
+        submitted_by_user_id=data.submitted_by_user_id, created_at=now, updated_at=now, version=1,
+        return_count=0, reopen_count=0, fallback=False,
     )
     session.add(request)
     session.flush()

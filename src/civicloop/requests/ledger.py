@@ -24,7 +24,7 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from civicloop.catalog.models import Category
@@ -168,11 +168,13 @@ def ledger_rows(
     settings: Settings,
     now: datetime | None = None,
     limit: int | None = None,
+    scope: ColumnElement[bool] | None = None,
 ) -> list[LedgerRow]:
     """Return the ledger rows matching ``filters``, newest request first (then by id, descending).
 
     ``now`` (aware; default the current time) decides the overdue flag of open orders; ``limit``
-    caps the number of rows (``None``: all). One query over requests joined with their lead order,
+    caps the number of rows (``None``: all); ``scope`` is the caller's condition on requests
+    (``requests.scope.request_condition``; ``None``: all). One query over requests joined with their lead order,
     unit, street and category, plus one look-up of the ids named by the filters (if any).
 
     Raises ``FieldError`` (422) for ``start`` after ``end`` (``v.date_range``), a year out of
@@ -215,6 +217,8 @@ def ledger_rows(
         .outerjoin(Category, Category.id == ServiceRequest.category_id)
         .order_by(ServiceRequest.created_at.desc(), ServiceRequest.id.desc())
     )
+    if scope is not None:
+        query = query.where(scope)
     if lower is not None:
         query = query.where(ServiceRequest.created_at >= lower)
     if upper is not None:

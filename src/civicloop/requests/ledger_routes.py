@@ -10,10 +10,12 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
-from civicloop.core.http import DbSession, Lang, SettingsDep
+from civicloop.core.http import Caller, DbSession, Lang, SettingsDep, allow
+from civicloop.core.roles import STAFF
 from civicloop.core.validation import MAX_ID
 from civicloop.requests.ledger import LedgerFilter, LedgerRow, ledger_rows, parse_day, write_csv, write_xlsx
 from civicloop.requests.models import RequestStatus
+from civicloop.requests.scope import request_condition
 
 router = APIRouter(prefix="/api/v1", tags=["ledger (台账)"])
 
@@ -50,14 +52,16 @@ def list_ledger(
     filters: Filters,
     session: DbSession,
     settings: SettingsDep,
+    caller: Annotated[Caller, allow(STAFF, "read_ledger")],
     limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 500,
 ) -> list[LedgerRow]:
     """Return ledger rows, newest request first: lead unit, street, deadline, status, reply and
     rating of each request, times in the users' zone. Filters: ``start``/``end`` (local dates,
     inclusive, on the request's creation), ``unit_id`` (lead unit), ``street_id``, ``category_id``
     (with its sub-categories), ``status``. 422 for ``start`` after ``end``, a malformed date or an
-    unknown id."""
-    return ledger_rows(session, filters=filters, settings=settings, limit=limit)
+    unknown id. Staff only, each within their scope (``requests.scope``)."""
+    return ledger_rows(session, filters=filters, settings=settings, limit=limit,
+                       scope=request_condition(session, caller))
 
 
 def _filename(filters: LedgerFilter, ext: str) -> str:
@@ -71,14 +75,16 @@ def export_ledger(
     filters: Filters,
     session: DbSession,
     settings: SettingsDep,
+    caller: Annotated[Caller, allow(STAFF, "read_ledger")],
     lang: Lang,
     file_format: Annotated[Literal["xlsx", "csv"], Query(alias="format")] = "xlsx",
     limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = MAX_ROWS,
 ) -> Response:
     """Download the ledger as ``format=xlsx`` (default) or ``csv`` (UTF-8 with a BOM, so Excel
     reads the Chinese), headers and values in the caller's language. Same filters as
-    ``GET /ledger``; at most ``limit`` rows, newest first."""
-    rows = ledger_rows(session, filters=filters, settings=settings, limit=limit)
+    ``GET /ledger``; at most ``limit`` rows, newest first. Staff only, within their scope."""
+    rows = ledger_rows(session, filters=filters, settings=settings, limit=limit,
+                       scope=request_condition(session, caller))
     if file_format == "csv":
         text = io.StringIO(newline="")
         text.write("\ufeff")

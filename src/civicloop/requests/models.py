@@ -110,6 +110,8 @@ class ServiceRequest(Base):
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
     external_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # the resident's account that filed it (a resident sees only their own requests), if logged in
+    submitted_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -9,18 +9,19 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from sqlalchemy import select
 
 from civicloop.core.calendar_service import DayEntry, enter_year, known_years
-from civicloop.core.errors import NotFound
-from civicloop.core.http import CurrentCaller, DbSession, Lang, SettingsDep
-from civicloop.core.roles import Role
+from civicloop.core.http import Caller, CurrentCaller, DbSession, Lang, LoggedIn, SettingsDep, allow
+from civicloop.core.ratelimit import RATE_LIMITED_RESPONSES, rate_limited
+from civicloop.core.roles import STAFF, Role
 from civicloop.core.timeutil import utcnow
 from civicloop.core.validation import MAX_ID
-from civicloop.requests import closing, handling, idempotency, intake, triage
+from civicloop.requests import closing, handling, idempotency, intake, scope, triage
 from civicloop.requests.jobs import provisional_orders, refresh_deadlines
 from civicloop.requests.models import (
+    Channel,
     RequestStatus,
     ServiceRequest,
     Supervision,
@@ -48,7 +49,7 @@ from civicloop.requests.schemas import (
     TriageOut,
     WorkOrderOut,
 )
-from civicloop.requests.service import Actor, get_request, get_work_order, history
+from civicloop.requests.service import Actor, get_request, history
 
 router = APIRouter(prefix="/api/v1", tags=["closed loop (接诉即办)"])
 
@@ -61,7 +62,26 @@ def actor(caller: CurrentCaller) -> Actor:  # type: ignore[valid-type]
     return Actor(caller.name, caller.role, caller.unit_id)
 
 
-@router.post("/requests", status_code=201, response_model=IntakeOut, summary="提交诉求 Submit a request")
+def in_scope(session: DbSession, caller: CurrentCaller, request_id: int) -> None:  # type: ignore[valid-type]
+    """401 for the anonymous public, 404 for a request the caller may not see (``requests.scope``)."""
+    caller.require_login()
+    scope.visible_request(session, caller, request_id)
+
+
+def order_in_scope(session: DbSession, caller: CurrentCaller, work_order_id: int) -> None:  # type: ignore[valid-type]
+    """401 for the anonymous public, 404 for a work order the caller may not see."""
+    caller.require_login()
+    scope.visible_work_order(session, caller, work_order_id)
+
+
+SUPERVISION_READERS = (Role.SUPERVISOR, Role.ANALYST, Role.ADMIN, Role.DISPATCHER, Role.OPERATOR, Role.HANDLER)
+
+# who may file what: the public and residents file through the web or the app, never as the hotline
+PUBLIC_CHANNELS = (Channel.WEB, Channel.APP)
+
+
+@router.post("/requests", status_code=201, response_model=IntakeOut, summary="提交诉求 Submit a request",
+             dependencies=[Depends(rate_limited("intake"))], responses=RATE_LIMITED_RESPONSES)
 def create_request(
     body: RequestCreate, session: DbSession, caller: CurrentCaller, settings: SettingsDep, lang: Lang,
     response: Response, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -75,7 +95,11 @@ def create_request(
 
     With an ``Idempotency-Key`` header (``requests.idempotency``, after the IETF draft): a retry
     with the same key and body answers 201 with the request first filed and the header
-    ``Idempotent-Replayed: true``; the same key with another body, or a malformed key, is 422."""
+    ``Idempotent-Replayed: true``; the same key with another body, or a malformed key, is 422.
+
+    Anyone may file, logged in or not (the public web form). A resident or the anonymous public
+    files through ``web`` (or ``app``), without a category, deadline tier or support count of
+    their own; a logged-in resident then follows the request under their account."""
     started = time.perf_counter()
     key = idempotency.parse_key(idempotency_key)
     claim = None
@@ -87,7 +111,11 @@ def create_request(
             request = get_request(session, request_id=claim.replay_request_id)
             found = triage.get_triage(session, request_id=request.id)
             return IntakeOut(**RequestOut.of(request).model_dump(), triage=TriageOut.of(found, lang) if found else None)
-    data = intake.NewRequest(**body.model_dump())
+    fields = body.model_dump()
+    if caller.role == Role.RESIDENT:  # the public and residents: no hotline channel, no urgency of their own
+        fields.update(channel=body.channel if body.channel in PUBLIC_CHANNELS else Channel.WEB,
+                      deadline_tier=None, support_count=0, category_id=None)
+    data = intake.NewRequest(**fields, submitted_by_user_id=caller.user_id)
     request = intake.submit(session, data=data, actor=actor(caller))
     if claim is not None:
         idempotency.bind(session, claim=claim, request_id=request.id)
@@ -99,13 +127,16 @@ def create_request(
 @router.get("/requests", response_model=list[RequestOut], summary="诉求列表 List requests")
 def list_requests(
     session: DbSession,
+    caller: LoggedIn,
     status: RequestStatus | None = None,
     lead_unit_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> list[RequestOut]:
-    """Return requests, newest first, optionally by ``status`` and lead unit (paged)."""
-    query = select(ServiceRequest).order_by(ServiceRequest.id.desc()).limit(limit).offset(offset)
+    """Return the requests the caller may see (``requests.scope``), newest first, optionally by
+    ``status`` and lead unit (paged). 401 for the anonymous public."""
+    query = select(ServiceRequest).where(scope.request_condition(session, caller)) \
+        .order_by(ServiceRequest.id.desc()).limit(limit).offset(offset)
     if status is not None:
         query = query.where(ServiceRequest.status == status)
     if lead_unit_id is not None:
@@ -114,53 +145,60 @@ def list_requests(
 
 
 @router.get("/requests/{request_id}", response_model=RequestOut, summary="诉求详情 One request")
-def read_request(request_id: PathId, session: DbSession) -> RequestOut:
-    """Return one request with its work orders; 404 if it does not exist."""
-    return RequestOut.of(get_request(session, request_id=request_id))
+def read_request(request_id: PathId, session: DbSession, caller: LoggedIn) -> RequestOut:
+    """Return one request with its work orders; 404 if it does not exist or is outside the
+    caller's scope, 401 for the anonymous public."""
+    return RequestOut.of(scope.visible_request(session, caller, request_id))
 
 
 @router.get("/requests/{request_id}/events", response_model=list[EventOut], summary="流转记录 History")
-def request_history(request_id: PathId, session: DbSession) -> list[EventOut]:
-    """Return the request's full history, oldest first: who did what, when, from and to, why."""
-    get_request(session, request_id=request_id)
+def request_history(request_id: PathId, session: DbSession, caller: LoggedIn) -> list[EventOut]:
+    """Return the request's full history, oldest first: who did what, when, from and to, why
+    (404 outside the caller's scope, 401 for the anonymous public)."""
+    in_scope(session, caller, request_id)
     return [EventOut.of(e) for e in history(session, request_id=request_id)]
 
 
 @router.post("/requests/{request_id}/accept", response_model=RequestOut, summary="受理 Accept")
-def accept_request(request_id: PathId, body: AcceptIn, session: DbSession, caller: CurrentCaller) -> RequestOut:
+def accept_request(request_id: PathId, body: AcceptIn, session: DbSession, caller: LoggedIn) -> RequestOut:
     """Accept a submitted request, optionally classifying it (category, deadline tier)."""
+    in_scope(session, caller, request_id)
     return RequestOut.of(intake.accept(session, request_id=request_id, actor=actor(caller), **body.model_dump()))
 
 
 @router.post("/requests/{request_id}/reject", response_model=RequestOut, summary="不予受理 Reject")
-def reject_request(request_id: PathId, body: RejectIn, session: DbSession, caller: CurrentCaller) -> RequestOut:
+def reject_request(request_id: PathId, body: RejectIn, session: DbSession, caller: LoggedIn) -> RequestOut:
     """Reject a submitted request with a reason (duplicate needs ``duplicate_of_id``)."""
+    in_scope(session, caller, request_id)
     return RequestOut.of(intake.reject(session, request_id=request_id, actor=actor(caller), **body.model_dump()))
 
 
 @router.post("/requests/{request_id}/dispatch", response_model=RequestOut, summary="派单 Dispatch")
 def dispatch_request(
-    request_id: PathId, body: DispatchIn, session: DbSession, caller: CurrentCaller, settings: SettingsDep
+    request_id: PathId, body: DispatchIn, session: DbSession, caller: LoggedIn, settings: SettingsDep
 ) -> RequestOut:
     """Dispatch an accepted request to a lead unit and optional assisting units."""
+    in_scope(session, caller, request_id)
     return RequestOut.of(intake.dispatch(session, request_id=request_id, actor=actor(caller), settings=settings,
                                          **body.model_dump()))
 
 
 @router.post("/requests/{request_id}/callback", response_model=RequestOut, summary="回访 Callback")
 def callback_request(
-    request_id: PathId, body: CallbackIn, session: DbSession, caller: CurrentCaller, settings: SettingsDep
+    request_id: PathId, body: CallbackIn, session: DbSession, caller: LoggedIn, settings: SettingsDep
 ) -> RequestOut:
     """Record the citizen's answer; the request closes or is reopened to its unit."""
+    in_scope(session, caller, request_id)
     return RequestOut.of(closing.callback(session, request_id=request_id, actor=actor(caller), settings=settings,
                                           **body.model_dump()))
 
 
 @router.post("/requests/{request_id}/reopen", response_model=RequestOut, summary="重办 Reopen")
 def reopen_request(
-    request_id: PathId, body: ReopenIn, session: DbSession, caller: CurrentCaller, settings: SettingsDep
+    request_id: PathId, body: ReopenIn, session: DbSession, caller: LoggedIn, settings: SettingsDep
 ) -> RequestOut:
     """Reopen a replied or closed request to its last lead unit (supervisor)."""
+    in_scope(session, caller, request_id)
     return RequestOut.of(closing.reopen(session, request_id=request_id, actor=actor(caller), settings=settings,
                                         reason=body.reason))
 
@@ -168,9 +206,10 @@ def reopen_request(
 @router.post("/requests/{request_id}/supervise", response_model=SupervisionOut, status_code=201,
              summary="督办 Supervise")
 def supervise_request(
-    request_id: PathId, body: SuperviseIn, session: DbSession, caller: CurrentCaller, settings: SettingsDep
+    request_id: PathId, body: SuperviseIn, session: DbSession, caller: LoggedIn, settings: SettingsDep
 ) -> SupervisionOut:
     """Open a supervision case with a note; ``redo`` orders the unit to redo a replied case."""
+    in_scope(session, caller, request_id)
     return SupervisionOut.of(closing.supervise(session, request_id=request_id, actor=actor(caller),
                                                settings=settings, note=body.note, redo=body.redo))
 
@@ -178,17 +217,17 @@ def supervise_request(
 @router.get("/work-orders", response_model=list[WorkOrderOut], summary="工单列表 List work orders")
 def list_work_orders(
     session: DbSession,
-    caller: CurrentCaller,
+    caller: LoggedIn,
     unit_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     status: WorkOrderStatus | None = None,
     overdue: bool | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> list[WorkOrderOut]:
-    """Return work orders by deadline (soonest first); a handler sees only its own unit's."""
-    query = select(WorkOrder).order_by(WorkOrder.due_at.is_(None), WorkOrder.due_at, WorkOrder.id)
-    if caller.role == Role.HANDLER and caller.unit_id is not None:
-        unit_id = caller.unit_id
+    """Return the work orders the caller may see (a handler: its own unit's), by deadline
+    (soonest first), optionally by unit, status and overdue flag. 401 for the anonymous public."""
+    query = select(WorkOrder).where(scope.work_order_condition(session, caller)) \
+        .order_by(WorkOrder.due_at.is_(None), WorkOrder.due_at, WorkOrder.id)
     if unit_id is not None:
         query = query.where(WorkOrder.unit_id == unit_id)
     if status is not None:
@@ -199,37 +238,38 @@ def list_work_orders(
 
 
 @router.get("/work-orders/{work_order_id}", response_model=WorkOrderOut, summary="工单详情 One work order")
-def read_work_order(work_order_id: PathId, session: DbSession, caller: CurrentCaller) -> WorkOrderOut:
-    """Return one work order; 404 if missing or another unit's (for a handler)."""
-    order = get_work_order(session, work_order_id=work_order_id)
-    if caller.role == Role.HANDLER and caller.unit_id not in (None, order.unit_id):
-        raise NotFound("WorkOrder", work_order_id)
-    return WorkOrderOut.of(order)
+def read_work_order(work_order_id: PathId, session: DbSession, caller: LoggedIn) -> WorkOrderOut:
+    """Return one work order; 404 if missing or outside the caller's scope (a handler: another
+    unit's), 401 for the anonymous public."""
+    return WorkOrderOut.of(scope.visible_work_order(session, caller, work_order_id))
 
 
 @router.post("/work-orders/{work_order_id}/acknowledge", response_model=WorkOrderOut, summary="签收 Acknowledge")
 def acknowledge_order(
-    work_order_id: PathId, session: DbSession, caller: CurrentCaller, settings: SettingsDep
+    work_order_id: PathId, session: DbSession, caller: LoggedIn, settings: SettingsDep
 ) -> WorkOrderOut:
     """Acknowledge a pending order; its resolution deadline starts now. 409 if already taken."""
+    order_in_scope(session, caller, work_order_id)
     return WorkOrderOut.of(handling.acknowledge(session, work_order_id=work_order_id, actor=actor(caller),
                                                 settings=settings))
 
 
 @router.post("/work-orders/{work_order_id}/return", response_model=WorkOrderOut, summary="退单 Return")
 def return_order(
-    work_order_id: PathId, body: ReturnIn, session: DbSession, caller: CurrentCaller, settings: SettingsDep
+    work_order_id: PathId, body: ReturnIn, session: DbSession, caller: LoggedIn, settings: SettingsDep
 ) -> WorkOrderOut:
     """Return a pending order with a reason; after N returns the district takes it (兜底)."""
+    order_in_scope(session, caller, work_order_id)
     return WorkOrderOut.of(handling.return_order(session, work_order_id=work_order_id, actor=actor(caller),
                                                  reason=body.reason, settings=settings))
 
 
 @router.post("/work-orders/{work_order_id}/extension", response_model=WorkOrderOut, summary="申请延期 Ask extension")
 def ask_extension(
-    work_order_id: PathId, body: ExtensionIn, session: DbSession, caller: CurrentCaller, settings: SettingsDep
+    work_order_id: PathId, body: ExtensionIn, session: DbSession, caller: LoggedIn, settings: SettingsDep
 ) -> WorkOrderOut:
     """Ask for a later deadline (``until`` or ``extra_working_days``) with a reason."""
+    order_in_scope(session, caller, work_order_id)
     return WorkOrderOut.of(handling.request_extension(session, work_order_id=work_order_id, actor=actor(caller),
                                                       settings=settings, **body.model_dump()))
 
@@ -237,25 +277,34 @@ def ask_extension(
 @router.post("/work-orders/{work_order_id}/extension/decision", response_model=WorkOrderOut,
              summary="审批延期 Decide extension")
 def decide_extension(
-    work_order_id: PathId, body: ExtensionDecisionIn, session: DbSession, caller: CurrentCaller
+    work_order_id: PathId, body: ExtensionDecisionIn, session: DbSession, caller: LoggedIn
 ) -> WorkOrderOut:
     """Approve (optionally with another date) or refuse (with a reason) a pending extension."""
+    order_in_scope(session, caller, work_order_id)
     return WorkOrderOut.of(handling.decide_extension(session, work_order_id=work_order_id, actor=actor(caller),
                                                      **body.model_dump()))
 
 
 @router.post("/work-orders/{work_order_id}/reply", response_model=WorkOrderOut, summary="办结答复 Reply")
-def reply_order(work_order_id: PathId, body: ReplyIn, session: DbSession, caller: CurrentCaller) -> WorkOrderOut:
+def reply_order(work_order_id: PathId, body: ReplyIn, session: DbSession, caller: LoggedIn) -> WorkOrderOut:
     """Reply: what the unit did, in words the citizen reads. The request awaits callback."""
+    order_in_scope(session, caller, work_order_id)
     return WorkOrderOut.of(handling.reply(session, work_order_id=work_order_id, actor=actor(caller), text=body.text))
 
 
 @router.get("/supervisions", response_model=list[SupervisionOut], summary="督办件 Supervision cases")
 def list_supervisions(
-    session: DbSession, open: bool | None = True, limit: Limit = 100, offset: Offset = 0
+    session: DbSession,
+    caller: Annotated[Caller, allow(SUPERVISION_READERS, "list_supervisions")],
+    open: bool | None = True,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[SupervisionOut]:
-    """Return supervision cases, newest first (open ones by default; ``open=`` for all)."""
-    query = select(Supervision).order_by(Supervision.id.desc()).limit(limit).offset(offset)
+    """Return the supervision cases of the requests the caller may see, newest first (open ones
+    by default; ``open=`` for all). Staff (a handler sees its own unit's; 403 residents and grid
+    workers, 401 the public)."""
+    query = select(Supervision).where(scope.supervision_condition(session, caller)) \
+        .order_by(Supervision.id.desc()).limit(limit).offset(offset)
     if open is not None:
         query = query.where(Supervision.open.is_(open))
     return [SupervisionOut.of(c) for c in session.scalars(query)]
@@ -263,29 +312,32 @@ def list_supervisions(
 
 @router.post("/supervisions/{supervision_id}/close", response_model=SupervisionOut, summary="办结督办 Close case")
 def close_supervision(
-    supervision_id: PathId, body: CloseSupervisionIn, session: DbSession, caller: CurrentCaller
+    supervision_id: PathId, body: CloseSupervisionIn, session: DbSession, caller: LoggedIn
 ) -> SupervisionOut:
-    """Close a supervision case with a note (supervisor)."""
+    """Close a supervision case with a note (supervisor; 404 outside their scope)."""
+    scope.visible_supervision(session, caller, supervision_id)
     return SupervisionOut.of(closing.close_supervision(session, supervision_id=supervision_id, actor=actor(caller),
                                                        note=body.note))
 
 
 @router.get("/calendar", summary="工作日历 Calendar status")
-def calendar_status(session: DbSession) -> dict[str, object]:
+def calendar_status(session: DbSession, caller: Annotated[Caller, allow(STAFF, "read_calendar")]) -> dict[str, object]:
     """Return the years with an official schedule and the open orders whose deadline is
-    provisional (they reach a year nobody has entered: a warning for supervisors)."""
+    provisional (they reach a year nobody has entered: a warning for supervisors). Staff only."""
     orders = provisional_orders(session)
     return {**known_years(session), "provisional_open_orders": [o.id for o in orders]}
 
 
 @router.put("/calendar/years/{year}", summary="录入年度节假日 Enter a year's schedule")
 def put_calendar_year(
-    year: Annotated[int, Path(ge=2000, le=2100)], body: CalendarYearIn, session: DbSession, caller: CurrentCaller,
+    year: Annotated[int, Path(ge=2000, le=2100)],
+    body: CalendarYearIn,
+    session: DbSession,
+    caller: Annotated[Caller, allow(Role.ADMIN, "enter_calendar")],
     settings: SettingsDep,
 ) -> dict[str, object]:
     """Enter (or replace) ``year``'s official holidays and adjusted working days (admin), then
     recompute provisional deadlines. Returns the ids of the orders recomputed."""
-    caller.require(Role.ADMIN, "enter_calendar")
     days = [DayEntry(day=d.date, working=d.working, name=d.name) for d in body.days]
     enter_year(session, year=year, days=days, source=body.source, actor=caller.name)
     return {"year": year, "days": len(days), "recomputed_orders": refresh_deadlines(session, settings=settings)}

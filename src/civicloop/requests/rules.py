@@ -60,7 +60,7 @@ INTAKE = {Role.OPERATOR, Role.DISPATCHER, Role.SYSTEM}
 DISPATCHING = {Role.DISPATCHER, Role.SYSTEM}
 UNIT = {Role.HANDLER}
 SUPERVISING = {Role.SUPERVISOR}
-CALLBACK_ROLES = {Role.OPERATOR, Role.SUPERVISOR, Role.SYSTEM}
+CALLBACK_ROLES = {Role.OPERATOR, Role.SUPERVISOR, Role.SYSTEM, Role.RESIDENT}  # a resident rates their own
 LIVE_REQUEST = {RS.ACCEPTED, RS.DISPATCHED, RS.IN_PROGRESS, RS.REPLIED, RS.CLOSED}
 
 REQUEST_RULES: dict[Action, Rule] = {
@@ -116,14 +116,14 @@ def check(
 
     ``target`` picks among several targets (callback: closed or reopened); it defaults to the
     only target, or to ``current`` for an action that leaves the status as it is.
-    Raises ``Forbidden`` when ``role`` may not fire ``action`` and ``IllegalTransition`` when the
-    table does not allow it from ``current`` (or to ``target``).
+    Raises ``Forbidden`` when ``role`` may not fire ``action`` (whatever the status), else
+    ``IllegalTransition`` when the table does not allow it from ``current`` (or to ``target``).
     """
     rule = rules.get(action)
+    if rule is not None and role not in rule.roles:  # a role that may never fire it learns nothing of the state
+        raise Forbidden(role=role.value, action=action.value)
     if rule is None or current not in rule.sources:
         raise IllegalTransition(action.value, str(current))
-    if role not in rule.roles:
-        raise Forbidden(role=role.value, action=action.value)
     if not rule.targets:
         if target not in (None, current):
             raise IllegalTransition(action.value, str(current))

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from civicloop.catalog import routing
 from civicloop.catalog.service import find_category, require_category
-from civicloop.core.errors import FieldError
+from civicloop.core.errors import FieldError, Forbidden
 from civicloop.core.settings import Settings
 from civicloop.core.validation import mask_phones_in_text
 from civicloop.intelligence import model_store
@@ -50,6 +50,7 @@ from civicloop.requests.models import (
     Triage,
     TriageOutcome,
 )
+from civicloop.requests.rules import REQUEST_RULES, Action
 from civicloop.requests.service import SYSTEM, Actor, get_request, now_or
 
 logger = logging.getLogger(__name__)
@@ -291,6 +292,8 @@ def decide(
     an id is unknown, or no rule routes a category given without a unit; ``IllegalTransition`` (409)
     when the request moved on meanwhile; ``Forbidden`` (403) for a role that may not dispatch."""
     now = now_or(now)
+    if actor.role not in REQUEST_RULES[Action.DISPATCH].roles:  # before the state: 403 whatever it is
+        raise Forbidden(role=actor.role.value, action=Action.DISPATCH.value)
     request = get_request(session, request_id=request_id)
     record = get_triage(session, request_id=request_id)
     if record is None or not record.queued:
