@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import Progress
+from rich.table import Table
 
 console = Console(width=max(Console().width, 100))
 
@@ -88,6 +89,18 @@ def demo(
          "units": [asdict(r) for r in unit_rows], "streets": [asdict(r) for r in street_rows]},
         ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     console.print(f"台账 ledger → {out / 'ledger.xlsx'} ({len(ledger)} rows); 排名 ranking → {out / 'metrics.json'}")
+    with session_scope(engine) as session:
+        logins = demo_users(session)
+    login_file = out / "logins.txt"
+    login_file.write_text("".join(f"{role}\t{name}\t{password}\n" for role, name, password in logins),
+                          encoding="utf-8")
+    login_file.chmod(0o600)
+    table = Table(title="登录 logins (also in " + str(login_file) + ")")
+    for header in ("role 角色", "user 用户名", "password 密码"):
+        table.add_column(header)
+    for row in logins:
+        table.add_row(*row)
+    console.print(table)
     engine.dispose()
     if no_serve:
         console.print(f"数据库 database: {url}")
@@ -95,6 +108,36 @@ def demo(
     import uvicorn
 
     console.print(f"API: http://127.0.0.1:{port}/docs  (database {url}; Ctrl-C to stop)")
-    console.print("Callers name their role with a header: "
-                  "X-Civicloop-Role: operator|dispatcher|handler|supervisor|admin")
+    console.print("API clients log in with POST /api/v1/auth/tokens and send 'Authorization: Bearer <token>'")
     uvicorn.run("civicloop.app:create_app", factory=True, host="127.0.0.1", port=port, log_level="info")
+
+
+# the demo's users: one per role, in the sample city (a handler of 望湖街道, a supervisor of 云河区, …)
+DEMO_USERS = (
+    ("operator", "operator", None), ("dispatcher", "dispatcher", None), ("handler", "handler", "D01-S01"),
+    ("grid_worker", "grid", "D01-S01-C01"), ("supervisor", "supervisor", "D01"), ("analyst", "analyst", None),
+    ("admin", "admin", None), ("resident", "resident", None),
+)
+
+
+def demo_users(session: object) -> list[tuple[str, str, str]]:
+    """Create one user per role with a fresh random password (a fresh demo database has none);
+    returns ``(role, user name, password)`` rows. A grid worker covers the grids of community
+    D01-S01-C01; a handler works for street D01-S01; the supervisor oversees district D01."""
+    import secrets
+
+    from civicloop.accounts import service
+    from civicloop.core.roles import Role
+    from civicloop.core.timeutil import utcnow
+    from civicloop.org import service as org
+
+    rows = []
+    for role, name, unit_code in DEMO_USERS:
+        unit = org.unit_by_code_or_id(session, unit_code) if unit_code else None  # type: ignore[arg-type]
+        grids = [g.id for g in unit.grids] if unit is not None and role == "grid_worker" else []
+        password = secrets.token_urlsafe(9)
+        service.create_user(session, username=name, password=password, role=Role(role),  # type: ignore[arg-type]
+                            unit_id=unit.id if unit is not None and role != "grid_worker" else None,
+                            grid_ids=grids, display_name=name, actor="demo", now=utcnow())
+        rows.append((role, name, password))
+    return rows
