@@ -40,3 +40,38 @@ def test_bad_arguments_name_the_option(tmp_path):
     assert bad_out.returncode == 2 and "--out" in bad_out.stderr
     bad_month = run("metrics", "--month", "2019-13", db=db, cwd=tmp_path)
     assert bad_month.returncode == 2 and "月份须在 2000-01 到 2100-12 之间" in bad_month.stdout
+
+
+def test_user_create_then_token_then_the_api_accepts_it(tmp_path):
+    db = tmp_path / "u.db"
+    assert run("init", db=db, cwd=tmp_path).returncode == 0
+    made = run("user", "create", "wang", "--role", "handler", "--unit", "D01-S01", "--password", "long enough pw",
+               db=db, cwd=tmp_path)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "user wang (handler, unit D01-S01) created" in made.stdout
+    no_unit = run("user", "create", "li", "--role", "handler", "--password", "long enough pw", db=db, cwd=tmp_path)
+    assert no_unit.returncode == 2 and "unit_id" in no_unit.stdout
+    bad_role = run("user", "create", "li", "--role", "mayor", "--password", "long enough pw", db=db, cwd=tmp_path)
+    assert bad_role.returncode == 2 and "--role" in bad_role.stdout
+    generated = run("user", "create", "zhao", "--role", "analyst", db=db, cwd=tmp_path)  # no tty: one is made
+    assert generated.returncode == 0 and "generated password" in generated.stdout
+    token = run("user", "token", "wang", db=db, cwd=tmp_path)
+    assert token.returncode == 0
+    secret = token.stdout.strip().splitlines()[-1]
+
+    from fastapi.testclient import TestClient
+
+    from civicloop.app import create_app
+    from civicloop.core.db import get_engine
+    from civicloop.core.settings import get_settings
+
+    os.environ["CIVICLOOP_DATABASE_URL"] = f"sqlite:///{db}"
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        me = TestClient(create_app()).get("/api/v1/auth/me", headers={"Authorization": f"Bearer {secret}"})
+        assert me.status_code == 200 and me.json()["username"] == "wang" and me.json()["role"] == "handler"
+    finally:
+        del os.environ["CIVICLOOP_DATABASE_URL"]
+        get_settings.cache_clear()
+        get_engine.cache_clear()
