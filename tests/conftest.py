@@ -24,6 +24,9 @@ from civicloop.core.settings import Settings, get_settings
 from civicloop.importers.sample_city import build
 
 PG_URL = os.environ.get("CIVICLOOP_TEST_POSTGRES_URL")
+# fixed test keys for the citizen's contact at rest (core.crypto), so no key file is written by the tests
+os.environ.setdefault("CIVICLOOP_DATA_KEYS", "dGVzdC1rZXktb2YtY2l2aWNsb29wLXRlc3RzLTMyYiE=")
+os.environ.setdefault("CIVICLOOP_DATA_INDEX_KEY", "aW5kZXgta2V5LW9mLWNpdmljbG9vcC10ZXN0cy0zMmI=")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 

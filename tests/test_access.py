@@ -58,6 +58,8 @@ ENDPOINTS = [
     ep("GET", "/requests", LOGIN),
     ep("GET", R, LOGIN, scoped=True),
     ep("GET", R + "/events", LOGIN, scoped=True),
+    ep("POST", R + "/contact", {"operator", "dispatcher", "handler", "supervisor", "admin"}, scoped=True,
+       body={"purpose": "回访"}),
     ep("POST", R + "/accept", {"operator", "dispatcher", "admin"}, scoped=True, mutates=True, body={}),
     ep("POST", R + "/reject", {"operator", "dispatcher", "admin"}, scoped=True, mutates=True,
        body={"reason": "out_of_scope"}),
@@ -333,3 +335,11 @@ def test_admin_creates_users_with_field_errors_in_the_callers_language(client, w
     assert made.status_code == 201 and "password" not in made.text and "hash" not in made.text
     login = client.post(f"{API}/auth/tokens", json={"username": "h2", "password": PASSWORD})
     assert login.status_code == 201 and login.json()["unit_id"] == city["D01-S01"]
+
+
+def test_password_guessing_is_rate_limited_per_address(client, world):
+    limited = Settings(_env_file=None, trust_role_headers=False, rate_limit_login="3/minute")  # type: ignore[call-arg]
+    client.app.dependency_overrides[get_settings] = lambda: limited
+    answers = [client.post(f"{API}/auth/tokens", json={"username": "admin-1", "password": f"guess {i}"}).status_code
+               for i in range(4)]
+    assert answers == [401, 401, 401, 429]

@@ -6,24 +6,27 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from civicloop.accounts import service
 from civicloop.accounts.schemas import LoginIn, MeOut, TokenOut, UserIn, UserOut
 from civicloop.core import auth
 from civicloop.core.http import Caller, DbSession, LoggedIn, SettingsDep, allow
 from civicloop.core.models import AuthToken
+from civicloop.core.ratelimit import RATE_LIMITED_RESPONSES, rate_limited
 from civicloop.core.roles import Role
 from civicloop.core.timeutil import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["accounts (用户与登录)"])
 
 
-@router.post("/auth/tokens", response_model=TokenOut, status_code=201, summary="登录取令牌 Log in for an API token")
+@router.post("/auth/tokens", response_model=TokenOut, status_code=201, summary="登录取令牌 Log in for an API token",
+             dependencies=[Depends(rate_limited("login", per_user=False))], responses=RATE_LIMITED_RESPONSES)
 def create_token(body: LoginIn, session: DbSession, settings: SettingsDep) -> TokenOut:
     """Check a user name and password and return a new API token (``Authorization: Bearer``),
     valid ``hours`` or until revoked. 401 ``login_failed`` for a wrong name or password (the same
-    answer for both, OWASP Authentication Cheat Sheet)."""
+    answer for both, OWASP Authentication Cheat Sheet); 429 after ``settings.rate_limit_login``
+    attempts from one address (``core.ratelimit``)."""
     now = utcnow()
     secret, who = service.login(session, username=body.username, password=body.password, kind=auth.API,
                                 settings=settings, now=now, name=body.name, hours=body.hours)

@@ -22,8 +22,8 @@ district_id, street_id, grid_id  BIGINT   operational ids
 place              VARCHAR    the finest place known: grid, else estate/road/street named in the text
                               (Teddy), else street, else district
 support_count      INTEGER    upvotes / repeats counted on the request (≥ 0)
-citizen            VARCHAR    a pseudonymous key for counting distinct people (user id, or a hash of the
-                              phone number); never the phone itself
+citizen            VARCHAR    a pseudonymous key for counting distinct people (user id, or the blind
+                              index of the phone number, ``core.crypto.citizen_key``); never the phone
 status             VARCHAR    loop status (``replied`` for a Teddy message with a reply, else ``submitted``)
 lead_unit          VARCHAR    name of the lead unit (the unit a Teddy reply names)
 replied_at         TIMESTAMP  local time of the lead unit's reply
@@ -56,8 +56,8 @@ def from_operational(conn: duckdb.DuckDBPyConnection, *, timezone: str = "Asia/S
     """Create the view ``reqs`` over the attached operational tables (schema ``ops``).
 
     Times are stored in UTC (naive on SQLite, ``timestamptz`` on PostgreSQL) and shown as local time in
-    ``timezone``. ``citizen`` is the first 16 hex digits of sha256 of the phone number (empty phone:
-    ``NULL``). ``place`` is the grid name, else the place label intake found (``triages.place``), else the
+    ``timezone``. ``citizen`` is the request's ``citizen_key`` (the phone's keyed blind index; no
+    phone: ``NULL``). ``place`` is the grid name, else the place label intake found (``triages.place``), else the
     street, else the district (Parquet snapshots carry no triage records: no label there). Raises
     ``duckdb.Error`` when the tables are missing (run ``civicloop init``)."""
     zone = timezone.replace("'", "''")
@@ -79,8 +79,7 @@ def from_operational(conn: duckdb.DuckDBPyConnection, *, timezone: str = "Asia/S
                r.district_id::BIGINT AS district_id, r.street_id::BIGINT AS street_id, r.grid_id::BIGINT AS grid_id,
                coalesce(g.name, {place_label}, s.name, d.name) AS place,
                r.support_count::INTEGER AS support_count,
-               CASE WHEN coalesce(r.citizen_phone, '') = '' THEN NULL
-                    ELSE substr(sha256(r.citizen_phone), 1, 16) END AS citizen,
+               r.citizen_key AS citizen,
                r.status, u.name AS lead_unit,
                CASE WHEN lead.replied_at IS NULL THEN NULL ELSE {local('lead.replied_at')} END AS replied_at,
                lead.reply_text, r.channel

@@ -24,6 +24,7 @@ from civicloop.cli.intake import app as intake_app
 from civicloop.cli.model import app as model_app
 from civicloop.cli.model import classify
 from civicloop.cli.open311 import app as open311_app
+from civicloop.cli.privacy import app as privacy_app
 from civicloop.cli.user import app as user_app
 from civicloop.core.db import session_scope
 from civicloop.core.errors import CivicloopError
@@ -36,6 +37,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(audit_app, name="audit")
 app.add_typer(user_app, name="user")
+app.add_typer(privacy_app, name="privacy")
 app.add_typer(import_app, name="import")
 app.add_typer(model_app, name="model")
 app.add_typer(intake_app, name="intake")
@@ -108,8 +110,11 @@ def worker(
     once: Annotated[bool, typer.Option(help="run one round and exit")] = False,
     interval: Annotated[int | None, typer.Option(min=1, help="seconds between rounds")] = None,
 ) -> None:
-    """定时任务 Run periodic jobs: mark overdue orders and open supervision (督办)."""
+    """定时任务 Run periodic jobs: mark overdue orders and open supervision (督办); erase the contact
+    of requests closed longer ago than the retention period."""
+    from civicloop.core.timeutil import utcnow
     from civicloop.requests.jobs import mark_overdue
+    from civicloop.requests.privacy import erase_expired
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
@@ -117,7 +122,9 @@ def worker(
     while True:
         with session_scope() as session:
             report = mark_overdue(session, settings=settings)
-        console.print(f"超期 overdue marked: {len(report.marked)}  临时期限 provisional: {report.provisional_open}")
+            erased = erase_expired(session, settings=settings, now=utcnow())
+        console.print(f"超期 overdue marked: {len(report.marked)}  临时期限 provisional: {report.provisional_open}  "
+                      f"联系方式到期删除 contacts erased: {len(erased)}")
         if once:
             return
         time.sleep(pause)

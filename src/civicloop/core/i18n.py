@@ -107,6 +107,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "v.unknown_grid": ("网格不存在：{id}", "Unknown grid: {id}"),
     "v.latlon_pair": ("经度和纬度须同时提供", "Latitude and longitude go together"),
     "v.phone": ("电话号码格式不正确", "Not a valid phone number"),
+    "v.id_number": ("身份证号须为 17 位数字加 1 位校验码", "An identity card number is 17 digits and a check mark"),
+    "v.id_number_check": ("身份证号校验码不符，请核对", "The identity card number's check character does not match"),
     "v.blank": ("不能为空白", "Must not be blank"),
     "v.control_chars": ("含有不可见的控制字符", "Contains control characters"),
     "v.reason_required": ("须说明理由", "A reason is required"),

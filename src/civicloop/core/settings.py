@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     session_hours: float = Field(12.0, gt=0, le=24 * 90)
     # send the session cookie only over HTTPS (turn on behind a TLS reverse proxy)
     secure_cookies: bool = False
+    # personal data at rest (core.crypto): Fernet keys, the first encrypts (comma-separated; rotation)
+    data_keys: str = ""
+    # the key of the citizens' blind index (core.crypto.citizen_key); never rotated with the data keys
+    data_index_key: str = ""
+    # where the keys are kept when the two settings above are empty (default: beside the SQLite file)
+    key_file: str = ""
+    # days after a request is closed or rejected before the citizen's contact is erased (PIPL §19)
+    contact_retention_days: int = Field(180, ge=1, le=3650)
     worker_interval_seconds: int = Field(60, ge=1)
     """Seconds between two rounds of periodic jobs in ``civicloop worker``."""
 

@@ -54,6 +54,38 @@ def Text(max_length: int, *, required: bool = False) -> object:
 Phone = Annotated[str, Field(max_length=40), AfterValidator(_clean), AfterValidator(_phone)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+_ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
+
+
+def _id_number(value: str) -> str:
+    """A resident identity card number: 17 digits and the ISO 7064 MOD 11-2 check character of
+    GB 11643-1999 (``X`` for 10); ``x`` is read as ``X``. Empty means none given."""
+    value = value.strip().upper()
+    if not value:
+        return value
+    if not _ID_NUMBER.match(value):
+        raise PydanticCustomError("id_number", "not an identity card number")
+    if _ID_CHECK[sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True)) % 11] != value[17]:
+        raise PydanticCustomError("id_number_check", "the check character does not match")
+    return value
+
+
+IdNumber = Annotated[str, Field(max_length=18), AfterValidator(_id_number)]
+
+
+def mask_id_number(value: str) -> str:
+    """Mask an identity card number for display: ``110101199003071234`` → ``110***********1234``."""
+    value = (value or "").strip()
+    return value[:3] + "*" * (len(value) - 7) + value[-4:] if len(value) > 7 else "*" * len(value)
+
+
+def first_mobile(text: str | None) -> str:
+    """Return the first mainland mobile number written in ``text`` as 11 digits, or ``""``."""
+    found = _PHONE_IN_TEXT.search(text or "")
+    return "".join(found.group(2, 3, 4)) if found else ""
+
 
 def mask_phone(phone: str) -> str:
     """Mask a phone number for display: ``13812341234`` → ``138****1234``; short ones keep only

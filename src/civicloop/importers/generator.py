@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from civicloop.catalog.models import Category
 from civicloop.catalog.service import BUILTIN_TREE, load_tree
+from civicloop.core import crypto
 from civicloop.core.calendar import WorkCalendar
 from civicloop.core.calendar_service import load_calendar
 from civicloop.core.settings import Settings
@@ -75,6 +76,7 @@ REQUEST_COLUMNS: list[tuple[str, str]] = [
     ("support_count", "int"), ("status", "enum"), ("reject_reason", "enum"), ("duplicate_of_id", "int?"),
     ("lead_unit_id", "int?"), ("return_count", "int"), ("reopen_count", "int"), ("fallback", "bool"),
     ("external_id", "str"), ("created_at", "time"), ("updated_at", "time"), ("closed_at", "time?"), ("version", "int"),
+    ("citizen_key", "str"),
 ]
 ORDER_COLUMNS: list[tuple[str, str]] = [
     ("id", "int"), ("request_id", "int"), ("unit_id", "int"), ("role", "enum"), ("round", "int"), ("status", "enum"),
@@ -105,6 +107,10 @@ class DatabaseNotEmpty(ValueError):
 def _columns(chunk: Chunk) -> dict[str, dict[str, Any]]:
     """The chunk's three tables, column name → values (see ``generator_rows.Chunk``)."""
     req = dict(chunk.requests)
+    # the contact is stored encrypted and indexed blind, as intake stores it (core.crypto)
+    req["citizen_key"] = [crypto.citizen_key(p) if p else None for p in req["citizen_phone"]]
+    req["citizen_name"] = [crypto.encrypt(v) for v in req["citizen_name"]]
+    req["citizen_phone"] = [crypto.encrypt(v) for v in req["citizen_phone"]]
     req["reject_reason"] = np.where(req["status"] == REJ, req["reject"], 0)
     req["external_id"] = [None] * chunk.rows
     return {"service_requests": req, "work_orders": chunk.orders, "supervisions": chunk.supervisions}

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from civicloop.catalog.models import DeadlineTier
 from civicloop.catalog.service import require_category
+from civicloop.core.crypto import citizen_key
 from civicloop.core.errors import FieldError, RuleViolation
 from civicloop.core.settings import Settings
+from civicloop.core.validation import first_mobile, mask_phones_in_text
 from civicloop.org.models import OrgUnit, UnitKind
 from civicloop.org.service import ancestor_of_kind, get_grid, locate_grid, require_unit
 from civicloop.requests.deadlines import response_due
@@ -40,6 +42,7 @@ class NewRequest:
     description: str
     citizen_name: str = ""
     citizen_phone: str = ""
+    citizen_id_number: str = ""
     address: str = ""
     lat: float | None = None
     lon: float | None = None
@@ -64,11 +67,15 @@ def submit(session: Session, *, data: NewRequest, actor: Actor, now: datetime | 
         grid = locate_grid(session, lat=data.lat, lon=data.lon)
     category = require_category(session, category_id=data.category_id) if data.category_id is not None else None
     tier = data.deadline_tier or (category.deadline_tier if category else DeadlineTier.DAYS_7)
+    # a number the citizen typed into the text becomes their (encrypted) contact; the stored text keeps it masked
+    phone = data.citizen_phone or first_mobile(data.description) or first_mobile(data.title)
     street = ancestor_of_kind(grid.community, UnitKind.STREET) if grid else None
     district = ancestor_of_kind(grid.community, UnitKind.DISTRICT) if grid else None
     request = ServiceRequest(
-        channel=data.channel, title=data.title, description=data.description,
-        citizen_name=data.citizen_name, citizen_phone=data.citizen_phone, address=data.address,
+        channel=data.channel, title=mask_phones_in_text(data.title) or "",
+        description=mask_phones_in_text(data.description) or "",
+        citizen_name=data.citizen_name, citizen_phone=phone, citizen_id_number=data.citizen_id_number,
+        citizen_key=citizen_key(phone) if phone else None, address=data.address,
         lat=data.lat, lon=data.lon, grid_id=grid.id if grid else None,
         street_id=street.id if street else None, district_id=district.id if district else None,
         category_id=category.id if category else None, deadline_tier=str(tier),

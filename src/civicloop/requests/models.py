@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from civicloop.core.crypto import EncryptedText
 from civicloop.core.db import Base, UTCDateTime
 
 
@@ -91,8 +92,12 @@ class ServiceRequest(Base):
     channel: Mapped[Channel] = mapped_column(String(20))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text)
-    citizen_name: Mapped[str] = mapped_column(String(100), default="")
-    citizen_phone: Mapped[str] = mapped_column(String(40), default="")
+    # the citizen's contact, encrypted at rest (core.crypto), erased after the retention period
+    citizen_name: Mapped[str] = mapped_column(EncryptedText(), default="")
+    citizen_phone: Mapped[str] = mapped_column(EncryptedText(), default="")
+    citizen_id_number: Mapped[str] = mapped_column(EncryptedText(), default="")
+    citizen_key: Mapped[str | None] = mapped_column(String(16), index=True)  # blind index of the phone
+    contact_erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     address: Mapped[str] = mapped_column(String(500), default="")
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)

@@ -18,7 +18,7 @@ from civicloop.core.ratelimit import RATE_LIMITED_RESPONSES, rate_limited
 from civicloop.core.roles import STAFF, Role
 from civicloop.core.timeutil import utcnow
 from civicloop.core.validation import MAX_ID
-from civicloop.requests import closing, handling, idempotency, intake, scope, triage
+from civicloop.requests import closing, handling, idempotency, intake, privacy, scope, triage
 from civicloop.requests.jobs import provisional_orders, refresh_deadlines
 from civicloop.requests.models import (
     Channel,
@@ -33,6 +33,8 @@ from civicloop.requests.schemas import (
     CalendarYearIn,
     CallbackIn,
     CloseSupervisionIn,
+    ContactIn,
+    ContactOut,
     DispatchIn,
     EventOut,
     ExtensionDecisionIn,
@@ -157,6 +159,17 @@ def request_history(request_id: PathId, session: DbSession, caller: LoggedIn) ->
     (404 outside the caller's scope, 401 for the anonymous public)."""
     in_scope(session, caller, request_id)
     return [EventOut.of(e) for e in history(session, request_id=request_id)]
+
+
+@router.post("/requests/{request_id}/contact", response_model=ContactOut, summary="查看联系方式 Reveal contact")
+def reveal_contact(request_id: PathId, body: ContactIn, session: DbSession, caller: LoggedIn) -> ContactOut:
+    """Return the citizen's full name, phone and identity number of a request in the caller's
+    scope, for ``purpose`` (e.g. 回访), and record the reveal in the audit log (who, which request,
+    why; never the data). Operators, dispatchers, the handling unit, supervisors and admins (403
+    others; 404 outside the scope). Everywhere else the contact is masked (PIPL §§ 5–6, 51)."""
+    in_scope(session, caller, request_id)
+    found = privacy.reveal(session, request_id=request_id, actor=actor(caller), now=utcnow(), purpose=body.purpose)
+    return ContactOut(request_id=request_id, **found.__dict__)
 
 
 @router.post("/requests/{request_id}/accept", response_model=RequestOut, summary="受理 Accept")

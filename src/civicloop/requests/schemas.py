@@ -12,7 +12,16 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from civicloop.catalog.models import DeadlineTier
 from civicloop.core.i18n import translate
-from civicloop.core.validation import Id, Phone, Text, mask_name, mask_phone, mask_phones_in_text
+from civicloop.core.validation import (
+    Id,
+    IdNumber,
+    Phone,
+    Text,
+    mask_id_number,
+    mask_name,
+    mask_phone,
+    mask_phones_in_text,
+)
 from civicloop.requests.models import (
     Channel,
     RejectReason,
@@ -45,6 +54,7 @@ class RequestCreate(Strict):
     description: Body  # type: ignore[valid-type]
     citizen_name: Short = ""  # type: ignore[valid-type]
     citizen_phone: Phone = ""
+    citizen_id_number: IdNumber = ""  # type: ignore[valid-type]
     address: Address = ""  # type: ignore[valid-type]
     lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
     lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)] | None = None
@@ -167,6 +177,7 @@ class RequestOut(BaseModel):
     description: str
     citizen_name: str
     citizen_phone: str
+    citizen_id_number: str
     address: str
     lat: float | None
     lon: float | None
@@ -193,6 +204,7 @@ class RequestOut(BaseModel):
         data: dict[str, Any] = {c: getattr(request, c) for c in cls.model_fields if c != "work_orders"}
         data["citizen_name"] = mask_name(request.citizen_name)
         data["citizen_phone"] = mask_phone(request.citizen_phone)
+        data["citizen_id_number"] = mask_id_number(request.citizen_id_number or "")
         data["title"] = mask_phones_in_text(request.title)
         data["description"] = mask_phones_in_text(request.description)
         data["work_orders"] = [WorkOrderOut.of(o) for o in request.work_orders]
@@ -302,3 +314,20 @@ class IntakeOut(RequestOut):
     did not run)."""
 
     triage: TriageOut | None = None
+
+
+class ContactIn(Strict):
+    """Why the contact is needed (recorded in the audit log with the reveal), e.g. "回访"."""
+
+    purpose: Text(100, required=True)  # type: ignore[valid-type]
+
+
+class ContactOut(BaseModel):
+    """The citizen's contact in full (PIPL: revealed to a role that needs it, each reveal audited);
+    empty strings after erasure (``erased`` true)."""
+
+    request_id: int
+    citizen_name: str
+    citizen_phone: str
+    citizen_id_number: str
+    erased: bool
