@@ -228,3 +228,41 @@ def test_the_migration_encrypts_the_contacts_already_stored(tmp_path):
     with session_factory(engine)() as s:
         assert s.scalars(select(ServiceRequest.citizen_phone)).one() == PHONE
     engine.dispose()
+
+
+def test_no_web_page_shows_an_unmasked_number(client, db, city, tmp_path):
+    """Every role's pages, the case pages of the request and the ledger's .xlsx, through a web login."""
+    from tests.web_helpers import login, make_users, web_settings
+
+    settings = web_settings(tmp_path)
+    client.app.dependency_overrides[get_settings] = lambda: settings
+    users = make_users(db, city)
+    with session_factory(db)() as s:
+        from civicloop.org.models import Grid
+
+        grid = s.scalar(select(Grid.id).where(Grid.code == "D01-S01-C01-G1"))  # in the supervisor's district
+        request = closed(s, settings, unit_id=city["D01-S01"], citizen_phone=PHONE, citizen_name=NAME, grid_id=grid,
+                         citizen_id_number=ID_NUMBER, submitted_by_user_id=users["res"],
+                         description="请回电 13912345678，身份证 11010519491231002X")
+        s.commit()
+        rid, oid = request.id, request.work_orders[-1].id
+    pages = {
+        "op": ["/operator", f"/case/{rid}", "/ledger"], "disp": ["/dispatch", f"/case/{rid}"],
+        "street1": ["/unit", f"/unit/orders/{oid}", "/ledger", "/ledger/export.xlsx"],
+        "sup": ["/supervise", f"/supervise/units/{city['D01-S01']}", f"/case/{rid}"],
+        "ana": ["/analysis", "/analysis/replies", "/ledger"], "res": ["/resident", f"/resident/requests/{rid}"],
+    }
+    seen = 0
+    for user, paths in pages.items():
+        login(client, user)
+        for path in paths:
+            response = client.get(path)
+            assert response.status_code == 200, (user, path, response.text[:200])
+            content = response.content
+            if path.endswith(".xlsx"):
+                with zipfile.ZipFile(io.BytesIO(content)) as book:
+                    content = b"".join(book.read(n) for n in book.namelist() if n.endswith(".xml"))
+            for secret in (PHONE, ID_NUMBER, NAME):
+                assert secret.encode() not in content, f"{secret} on {path} for {user}"
+            seen += 1
+    assert seen == sum(len(paths) for paths in pages.values()) == 17

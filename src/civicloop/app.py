@@ -68,7 +68,10 @@ def create_app() -> FastAPI:
         return error_response(request, status, code, **params)
 
     ratelimit.install(app, render_error)
+    from civicloop import web
 
+    app.include_router(web.router())  # the pages (issue 7), outside the OpenAPI schema
+    web.install(app)  # /static, and errors under the pages' paths as pages (after the rate limit's handler)
     app.add_middleware(BodySizeLimit, max_bytes=get_settings().max_body_bytes, render=render_error)
 
     @app.get("/healthz", tags=["ops"])

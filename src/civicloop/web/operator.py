@@ -1,0 +1,154 @@
+"""The operator's page (受理): take a call fast, with live suggestions as the operator types, and
+accept or reject the requests waiting for acceptance.
+
+Filing goes through the same use case as ``POST /api/v1/requests``: ``intake.submit`` and, when
+``settings.triage_on_intake``, ``triage.triage`` in the same transaction (sure → dispatched by the
+system; unsure → the dispatcher's queue; a repeat → linked to its master). The suggestions are
+``triage.preview`` (what intake would do, storing nothing) and the duplicate check intake runs
+(``triage_steps.find_duplicate``), as ``civicloop classify`` prints them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from civicloop.catalog.models import DeadlineTier
+from civicloop.core.errors import CivicloopError
+from civicloop.core.validation import MAX_ID, mask_phones_in_text
+from civicloop.requests import intake, scope, triage, triage_steps
+from civicloop.requests.models import Channel, RejectReason, RequestStatus, ServiceRequest, Triage
+from civicloop.requests.schemas import AcceptIn, RejectIn, RequestCreate
+from civicloop.web.common import (
+    OPERATOR_ROLES,
+    FormInvalid,
+    Page,
+    Rerender,
+    category_options,
+    error_message,
+    int_or_none,
+    local,
+    page,
+    validated,
+    without_control,
+)
+
+router = APIRouter()
+
+Operator = Annotated[Page, page(OPERATOR_ROLES, "open_operator")]
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+FIELDS = ("title", "description", "citizen_name", "citizen_phone", "address", "category_id", "deadline_tier")
+POSSIBLE_DUPLICATE = 0.4
+"""Similarity (0–1) from which the operator is shown an open request as a possible duplicate; intake links
+only from ``settings.duplicate_threshold`` (0.6)."""
+
+
+def _pending(p: Page) -> list[dict[str, Any]]:
+    """The submitted requests the operator may see, newest first, with what intake did."""
+    rows = p.session.execute(
+        select(ServiceRequest, Triage).outerjoin(Triage, Triage.request_id == ServiceRequest.id)
+        .where(ServiceRequest.status == RequestStatus.SUBMITTED, scope.request_condition(p.session, p.user))
+        .order_by(ServiceRequest.id.desc()).limit(30)).all()
+    return [{"id": r.id, "title": mask_phones_in_text(r.title), "created": local(r.created_at, p.settings),
+             "channel": r.channel, "queued": bool(t and t.queued),
+             "reasons": [p.t(f"triage.{c}") for c in (t.reasons if t else [])]} for r, t in rows]
+
+
+def _form(p: Page, *, values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
+          status: int = 200) -> HTMLResponse:
+    return p.render("operator.html", status=status, values=values or {}, errors=errors or {},
+                    categories=category_options(p.session), tiers=[t.value for t in DeadlineTier],
+                    pending=_pending(p), reasons=[r.value for r in RejectReason])
+
+
+@router.get("/operator")
+def operator_page(p: Operator) -> Response:
+    """The intake form (autofocus on the title, Ctrl+Enter files it) with the suggestions panel, and
+    the requests waiting for acceptance. Operators and admins (403 others; login needed)."""
+    return _form(p)
+
+
+@router.post("/operator/suggest")
+def suggest(p: Operator) -> Response:
+    """The suggestions fragment (htmx, on each pause in typing): the category top 3 with probabilities,
+    the place found, the suggested units, a possible duplicate, and whether intake would dispatch
+    alone. Stores nothing (the preview's changes are rolled back)."""
+    title, body, address = (without_control(p.field(name)).strip()[:4000]
+                            for name in ("title", "description", "address"))
+    if not (title or body):
+        return p.render("_suggest.html", preview=None, duplicate=None)
+    preview = triage.preview(p.session, title=title[:200], detail=body, address=address[:500], settings=p.settings)
+    place = preview.get("place") or {}
+    probe = ServiceRequest(title=title[:200], description=body, address=address[:500], created_at=p.now,
+                           district_id=place.get("district_id"), street_id=place.get("street_id"),
+                           grid_id=place.get("grid_id"))
+    loose = p.settings.model_copy(update={"duplicate_threshold": POSSIBLE_DUPLICATE})
+    match = triage_steps.find_duplicate(p.session, request=probe, settings=loose,
+                                        place_label=place.get("label") or None, now=p.now)
+    p.session.rollback()  # a preview stores nothing
+    duplicate = None
+    if match is not None:
+        master = scope.request_condition(p.session, p.user)
+        found = p.session.scalar(select(ServiceRequest).where(ServiceRequest.id == match.master_id, master))
+        if found is not None:
+            duplicate = {"id": found.id, "title": mask_phones_in_text(found.title), "score": match.score,
+                         "linked": match.score >= p.settings.duplicate_threshold,
+                         "status": found.status, "created": local(found.created_at, p.settings)}
+    reasons = [p.t(f"triage.{code}") for code in preview.get("reasons", [])]
+    return p.render("_suggest.html", preview=preview, duplicate=duplicate, reasons=reasons)
+
+
+@router.post("/operator/requests")
+def file_request(p: Operator) -> Response:
+    """File the call (channel hotline) and run intake on it as ``POST /api/v1/requests`` does; 303 back
+    with the new request's number. Bad input shows the form again with a message on each field (422),
+    nothing stored."""
+    started = time.perf_counter()
+    values = {name: p.field(name) for name in FIELDS}
+    try:
+        body = validated(
+            RequestCreate, p.lang, channel=Channel.HOTLINE, title=values["title"], description=values["description"],
+            citizen_name=values["citizen_name"], citizen_phone=values["citizen_phone"].strip(),
+            address=values["address"],
+            category_id=int_or_none(values["category_id"], "category_id", p.lang),
+            deadline_tier=values["deadline_tier"] or None)
+        data = intake.NewRequest(**body.model_dump())
+        request = intake.submit(p.session, data=data, actor=p.actor)
+        if p.settings.triage_on_intake:
+            triage.triage(p.session, request=request, settings=p.settings, started=started)
+    except FormInvalid as exc:
+        raise Rerender(_form(p, values=values, errors=exc.fields, status=422)) from None
+    except CivicloopError as exc:
+        field = ".".join(getattr(exc, "field", ()) or ("form",))
+        raise Rerender(_form(p, values=values, errors={field: error_message(exc, p.lang)},
+                             status=exc.status_code)) from None
+    return p.redirect("/operator", "filed", id=request.id)
+
+
+@router.post("/operator/requests/{request_id}/accept")
+def accept(request_id: PathId, p: Operator) -> Response:
+    """Accept (受理) a submitted request, optionally with a category and a deadline tier; 404 outside
+    the operator's scope, 409 when it is no longer submitted."""
+    scope.visible_request(p.session, p.user, request_id)
+    body = validated(AcceptIn, p.lang, category_id=int_or_none(p.field("category_id"), "category_id", p.lang),
+                     deadline_tier=p.field("deadline_tier") or None, note=p.field("note"))
+    intake.accept(p.session, request_id=request_id, actor=p.actor, **body.model_dump())
+    return p.redirect("/operator", "accepted")
+
+
+@router.post("/operator/requests/{request_id}/reject")
+def reject(request_id: PathId, p: Operator) -> Response:
+    """Reject (不予受理) a submitted request with a reason (a duplicate names its original); 404
+    outside the operator's scope, 422 without a reason."""
+    scope.visible_request(p.session, p.user, request_id)
+    body = validated(RejectIn, p.lang, reason=p.field("reason") or None,
+                     duplicate_of_id=int_or_none(p.field("duplicate_of_id"), "duplicate_of_id", p.lang),
+                     note=p.field("note"))
+    if body.duplicate_of_id is not None:  # the original must be one the operator may see
+        scope.visible_request(p.session, p.user, body.duplicate_of_id)
+    intake.reject(p.session, request_id=request_id, actor=p.actor, **body.model_dump())
+    return p.redirect("/operator", "rejected")
