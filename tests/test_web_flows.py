@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from civicloop.analytics.models import FindingStatus, StoredFinding
 from civicloop.core.db import session_factory
 from civicloop.core.settings import Settings
-from civicloop.requests.models import RequestStatus, ServiceRequest, Triage, WorkOrder
+from civicloop.requests.models import RequestEvent, RequestStatus, ServiceRequest, Triage, WorkOrder
 from tests.helpers import dispatched
 from tests.web_helpers import csrf_of, login, make_users, seed_activity, web_settings
 
@@ -119,6 +119,9 @@ def test_dispatcher_dispatches_from_the_queue_redispatches_and_falls_back(
     with session_factory(db)() as session:
         request = session.get(ServiceRequest, queued)
         assert request is not None and request.fallback and request.lead_unit_id == city["D01"]
+        fell = session.scalar(select(RequestEvent).where(RequestEvent.request_id == queued,
+                                                         RequestEvent.action == "fallback"))
+        assert fell is not None and (fell.actor, fell.actor_role) == ("disp", "dispatcher")  # who sent it, not "system"
 
 
 def test_unit_acknowledges_asks_for_time_and_replies_within_its_scope(

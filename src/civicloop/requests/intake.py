@@ -261,15 +261,17 @@ def fallback_district(session: Session, *, request: ServiceRequest, last_unit: O
 
 
 def fall_back(
-    session: Session, *, request: ServiceRequest, last_unit: OrgUnit | None, settings: Settings, now: datetime
+    session: Session, *, request: ServiceRequest, last_unit: OrgUnit | None, settings: Settings, now: datetime,
+    actor: Actor = SYSTEM,
 ) -> WorkOrder:
-    """Dispatch an accepted request to its district as a fallback order (兜底) and return it."""
+    """Dispatch an accepted request to its district as a fallback order (兜底) and return it: by the
+    system after too many returns, or by a dispatcher (``actor``) who sends it there by hand."""
     district = fallback_district(session, request=request, last_unit=last_unit)
     round_ = next_round(request)
-    old, new = move_request(session, request, Action.FALLBACK, actor=SYSTEM,
+    old, new = move_request(session, request, Action.FALLBACK, actor=actor,
                             values={"lead_unit_id": district.id, "fallback": True}, now=now)
     order = new_order(session, request=request, unit=district, role=WorkOrderRole.LEAD, round_=round_,
                       settings=settings, now=now, fallback=True)
-    record(session, request=request, action=Action.FALLBACK, actor=SYSTEM, now=now, from_status=old, to_status=new,
+    record(session, request=request, action=Action.FALLBACK, actor=actor, now=now, from_status=old, to_status=new,
            order=order, reason=f"returned {request.return_count} times", data={"unit_id": district.id})
     return order

@@ -155,5 +155,5 @@ def fallback(request_id: PathId, p: Dispatcher) -> Response:
     check_role(Action.FALLBACK, p.actor)
     last = next((o for o in reversed(request.work_orders) if o.role == WorkOrderRole.LEAD), None)
     intake.fall_back(p.session, request=request, last_unit=p.session.get(OrgUnit, last.unit_id) if last else None,
-                     settings=p.settings, now=p.now)
+                     settings=p.settings, now=p.now, actor=p.actor)
     return p.redirect("/dispatch", "fallback")
