@@ -400,9 +400,9 @@ def test_the_queue_puts_urgent_matters_first(client, routed_city) -> None:
 
 
 def test_every_queue_reason_is_explained_in_both_languages() -> None:
-    from civicloop.core.i18n import MESSAGES
+    from civicloop.core.i18n import catalogue
     from civicloop.requests.triage import QUEUE_REASONS
 
     for code in QUEUE_REASONS:
-        zh, en = MESSAGES[f"triage.{code}"]
+        zh, en = catalogue("zh")[f"triage.{code}"], catalogue("en")[f"triage.{code}"]
         assert zh and en and zh != en

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ErrorRenderer = Callable[[Request, int, str, dict[str, Any]], Response]
 """``render(request, status, code, params)``: the error answer for ``request`` with the message
-``code`` of ``core.i18n.MESSAGES`` (the JSON API's shape, or Open311's errors list under its prefix)."""
+``code`` of the catalogues (``core.i18n``) (the JSON API's shape, or Open311's errors list under its prefix)."""
 
 
 class BodyTooLarge(Exception):

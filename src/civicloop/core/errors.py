@@ -1,6 +1,6 @@
 """One error hierarchy for the whole code base, rendered by one handler (see ``core.http``).
 
-Every error carries a stable ``code`` (a key of ``core.i18n.MESSAGES``), its HTTP status, the
+Every error carries a stable ``code`` (a msgid of the catalogues read by ``core.i18n``), its HTTP status, the
 parameters of its message and, for validation errors, the field it concerns. The text is produced
 in the caller's language only when rendered.
 """

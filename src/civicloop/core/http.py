@@ -195,7 +195,7 @@ def _error(status: int, code: str, message: str, fields: list[dict[str, str]] | 
 
 def error_response(request: Request, status: int, code: str, /, **params: Any) -> JSONResponse:
     """Return the error shape (``ErrorOut``) with status ``status`` and the message ``code`` of
-    ``core.i18n.MESSAGES`` in the caller's language, ``params`` filled in; no field errors. For
+    the message catalogues (``core.i18n``) in the caller's language, ``params`` filled in; no field errors. For
     code outside the exception handlers (middleware, ``core.bodylimit``, ``core.ratelimit``)."""
     return _error(status, code, translate(code, language(request), **params))
 
@@ -210,7 +210,7 @@ class FieldErrorOut(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    """A stable ``code`` (a key of ``core.i18n.MESSAGES``), its message, the fields at fault."""
+    """A stable ``code`` (a key of the message catalogues (``core.i18n``)), its message, the fields at fault."""
 
     code: str
     message: str

@@ -31,7 +31,7 @@ class Datatype(StrEnum):
 
 class AttributeProblem(ValueError):
     """A posted attribute value breaks its definition: ``code`` is a message code of
-    ``core.i18n.MESSAGES`` and ``params`` fill it in."""
+    the message catalogues (``core.i18n``) and ``params`` fill it in."""
 
     def __init__(self, code: str, /, **params: Any) -> None:
         super().__init__(code)

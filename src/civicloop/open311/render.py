@@ -39,7 +39,7 @@ ITEM_TAG = {"attributes": "attribute", "values": "value", "services": "service",
 
 class Open311Error(Exception):
     """A failure answered with the spec's ``errors`` list. ``problems`` are (message code, params)
-    pairs of ``core.i18n.MESSAGES``, each rendered as one ``error`` with ``code`` = ``status``.
+    pairs of the message catalogues (``core.i18n``), each rendered as one ``error`` with ``code`` = ``status``.
 
     GeoReport v2 "Errors": 404 for a resource that does not exist, 403 for a missing or wrong
     ``api_key``, 400 for any other request that cannot be fulfilled."""
