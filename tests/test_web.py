@@ -194,6 +194,16 @@ def test_english_by_the_switch(client: TestClient, db: Engine, city: dict[str, i
     assert "受理 · 登记来电" in client.get("/operator?lang=zh").text
 
 
+def test_the_browser_language_chooses_until_the_switch_does(client: TestClient, db: Engine) -> None:
+    english_browser = {"Accept-Language": "en-US,en;q=0.9"}
+    assert '<html lang="en"' in client.get("/login", headers=english_browser).text
+    assert '<html lang="zh-CN"' in client.get("/login", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}).text
+    assert '<html lang="zh-CN"' in client.get("/login", headers={"Accept-Language": "fr-FR"}).text  # neither: Chinese
+    assert '<html lang="zh-CN"' in client.get("/login").text
+    client.get("/login?lang=zh")  # the switch sets the cookie, which wins over the browser from then on
+    assert '<html lang="zh-CN"' in client.get("/login", headers=english_browser).text
+
+
 def test_dates_are_shown_in_shanghai_time(client: TestClient, db: Engine, city: dict[str, int],
                                          settings: Settings) -> None:
     from datetime import UTC, datetime

@@ -141,7 +141,8 @@ def test_the_loop_in_a_browser(server: tuple[str, dict[str, int]], browser: obje
     expect = playwright_api.expect
 
     # the login page, as a visitor sees it
-    context = browser.new_context(viewport={"width": 1366, "height": 900}, base_url=root)  # type: ignore[attr-defined]
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, locale="zh-CN",  # type: ignore[attr-defined]
+                                  base_url=root)
     visitor = context.new_page()
     visitor.goto("/operator")
     expect(visitor).to_have_url(re.compile(r"/login\?next=%2Foperator"))

@@ -32,7 +32,7 @@ from civicloop.core import auth
 from civicloop.core.calendar import WorkCalendar
 from civicloop.core.errors import CivicloopError, Forbidden
 from civicloop.core.http import SAFE_METHODS, Caller, CurrentCaller, DbSession, SettingsDep
-from civicloop.core.i18n import label, word
+from civicloop.core.i18n import label, pick_language, word
 from civicloop.core.roles import STAFF, Role
 from civicloop.core.settings import Settings, get_settings
 from civicloop.core.timeutil import utcnow
@@ -160,13 +160,14 @@ class Page:
 
 
 def web_lang(request: Request) -> str:
-    """Return the page language: ``?lang=zh|en`` first, then the ``lang`` cookie, else the
-    configured default (Chinese). ``Accept-Language`` is not read: the pages are Chinese first,
-    whatever the browser says, and English by the switch."""
+    """Return the page language: ``?lang=zh|en`` first, then the ``lang`` cookie (the switch), then
+    the browser's ``Accept-Language`` (RFC 9110 §12.5.4, as the API reads it: the first of zh/en it
+    names), else the configured default (Chinese). A browser naming neither language gets Chinese."""
     for value in (request.query_params.get("lang"), request.cookies.get(LANG_COOKIE)):
         if value in ("zh", "en"):
             return value
-    return "en" if get_settings().default_language == "en" else "zh"
+    default = "en" if get_settings().default_language == "en" else "zh"
+    return pick_language(request.headers.get("accept-language"), default)
 
 
 def who_of(session: Session, caller: Caller, lang: str) -> Who:
