@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,7 +24,7 @@ from civicloop.catalog.service import find_category, require_category
 from civicloop.core import audit
 from civicloop.core.errors import FieldError, NotFound
 from civicloop.org.models import OrgUnit, UnitKind
-from civicloop.org.service import find_unit, get_unit, require_unit
+from civicloop.org.service import get_unit, require_unit
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,13 @@ class RoutePlace:
 
 @dataclass(frozen=True)
 class Route:
-    """A rule's answer for one request: the lead unit, the assisting units and why."""
+    """A rule's answer for one request: the lead unit (and its name), the assisting units and why."""
 
     rule_id: int
     lead_unit_id: int
     assisting_unit_ids: tuple[int, ...]
     why: str
+    lead_unit_name: str = ""
 
 
 def applies(rule: RoutingRule, *, category_chain: Sequence[int], place: RoutePlace) -> bool:
@@ -128,25 +130,38 @@ def route(session: Session, *, category_id: int | None, place: RoutePlace,
         if rule is None:
             return None
         lead_id = target_unit(rule, place)
-        lead = find_unit(session, lead_id)
+        units = _unit_states(session, [lead_id, *rule.assisting_unit_ids, rule.street_id, rule.district_id])
+        lead = units.get(lead_id) if lead_id is not None else None
         if lead is not None and lead.active:
-            assisting = tuple(u for u in rule.assisting_unit_ids if u != lead.id and _active(session, u))
+            assisting = tuple(u for u in rule.assisting_unit_ids if u != lead.id and u in units and units[u].active)
             return Route(rule_id=rule.id, lead_unit_id=lead.id, assisting_unit_ids=assisting,
-                         why=describe(session, rule, lead))
+                         why=_why(session, rule, lead.name, units), lead_unit_name=lead.name)
         rules = [r for r in rules if r.id != rule.id]
 
 
-def _active(session: Session, unit_id: int) -> bool:
-    unit = find_unit(session, unit_id)
-    return unit is not None and unit.active
+def _unit_states(session: Session, unit_ids: Iterable[int | None]) -> dict[int, Any]:
+    """Return ``{id: (id, name, active)}`` of the units among ``unit_ids`` that exist, in one query of
+    three columns: routing needs no more of a unit, and loading whole units (their parents joined and
+    their grids with polygons) for each of intake's three suggestions was a fifth of intake's time
+    (issue 9, docs/benchmarks.md)."""
+    wanted = sorted({u for u in unit_ids if u is not None})
+    if not wanted:
+        return {}
+    rows = session.execute(select(OrgUnit.id, OrgUnit.name, OrgUnit.active).where(OrgUnit.id.in_(wanted)))
+    return {row.id: row for row in rows}
 
 
 def describe(session: Session, rule: RoutingRule, lead: OrgUnit) -> str:
     """Return a one-line Chinese account of why ``rule`` sends a request to ``lead``, e.g.
     ``规则 #3：城乡建设，全市，属地街道 → 东桥街道``."""
+    return _why(session, rule, lead.name, _unit_states(session, [rule.street_id, rule.district_id]))
+
+
+def _why(session: Session, rule: RoutingRule, lead_name: str, units: dict[int, Any]) -> str:
+    """:func:`describe` with the names of the rule's street and district already read (``units``)."""
     scope = "全市"
     for unit_id in (rule.street_id, rule.district_id):
-        unit = find_unit(session, unit_id)
+        unit = units.get(unit_id) if unit_id is not None else None
         if unit is not None:
             scope = unit.name
             break
@@ -154,7 +169,7 @@ def describe(session: Session, rule: RoutingRule, lead: OrgUnit) -> str:
     what = category.path if category is not None else "所有分类"
     how = {LeadTarget.UNIT: "指定单位", LeadTarget.STREET: "属地街道", LeadTarget.DISTRICT: "属地区",
            LeadTarget.COMMUNITY: "属地社区"}[LeadTarget(rule.lead_target)]
-    return f"规则 #{rule.id}：{what}，{scope}，{how} → {lead.name}"
+    return f"规则 #{rule.id}：{what}，{scope}，{how} → {lead_name}"
 
 
 # --- editing the table -------------------------------------------------------------------------

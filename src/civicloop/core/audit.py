@@ -139,18 +139,35 @@ def append(session: Session, *, actor: str, role: str, action: str, subject: str
     column widths before hashing, so what is stored is what was hashed. Raises ``ValueError`` for
     a naive ``now`` or ``data`` that is not JSON-like. Prefer :func:`enqueue` in domain code (see
     the module docstring on lock order)."""
-    values = {name: str(value)[:_LIMITS[name]] for name, value in
-              (("actor", actor), ("role", role), ("action", action), ("subject", subject))}
-    plain = _plain(dict(data or {}))
+    return _append_all(session, [(actor, role, action, subject, data)], now=now)[0]
+
+
+def _append_all(session: Session, items: Iterable[tuple[str, str, str, str, Mapping[str, Any] | None]], *,
+                now: datetime) -> list[AuditEntry]:
+    """Append entries ``(actor, role, action, subject, data)`` in this order, as :func:`append` does
+    one: under one lock, after one read of the chain's head, in one flush. The chain is the same as
+    appending them one by one; the lock is held for three statements (lock, head, insert) however
+    many entries a transaction has, because every round trip while it is held (and, under load, the
+    wait for the GIL after each) delays every other transaction's commit (issue 9: measured in
+    docs/benchmarks.md)."""
+    rows = []
+    for actor, role, action, subject, data in items:
+        values = {name: str(value)[:_LIMITS[name]] for name, value in
+                  (("actor", actor), ("role", role), ("action", action), ("subject", subject))}
+        rows.append((values, _plain(dict(data or {}))))
     at = now.astimezone(UTC) if now.tzinfo is not None else now
     _lock(session)
     last = session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
     seq, prev = (last[0] + 1, last[1]) if last is not None else (1, GENESIS)
-    entry = AuditEntry(seq=seq, at=at, data=plain, prev_hash=prev, **values)
-    entry.hash = entry_hash(seq=seq, at=at, data=plain, prev_hash=prev, **values)
-    session.add(entry)
+    entries = []
+    for values, plain in rows:
+        entry = AuditEntry(seq=seq, at=at, data=plain, prev_hash=prev, **values)
+        entry.hash = entry_hash(seq=seq, at=at, data=plain, prev_hash=prev, **values)
+        entries.append(entry)
+        seq, prev = seq + 1, entry.hash
+    session.add_all(entries)
     session.flush()
-    return entry
+    return entries
 
 
 @dataclass(frozen=True)
@@ -192,10 +209,8 @@ def _append_pending(session: Session) -> None:
     queued: list[_Pending] = session.info.pop(_QUEUE, [])
     if not queued:
         return
-    now = utcnow()
-    for item in queued:
-        append(session, actor=item.actor, role=item.role, action=item.action, subject=item.subject,
-               data=item.data, now=now)
+    _append_all(session, [(item.actor, item.role, item.action, item.subject, item.data) for item in queued],
+                now=utcnow())
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -96,10 +96,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 @lru_cache
 def get_engine(url: str | None = None) -> Engine:
-    """Return the process-wide engine for ``url`` (default: the configured database)."""
+    """Return the process-wide engine for ``url`` (default: the configured database); on PostgreSQL
+    with the pool of ``settings.db_pool_size`` and ``db_max_overflow`` connections."""
     from civicloop.core.settings import get_settings
 
-    return make_engine(url or get_settings().database_url)
+    settings = get_settings()
+    url = normalise_url(url or settings.database_url)
+    if url.startswith("postgresql"):
+        return make_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+    return make_engine(url)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     worker_interval_seconds: int = Field(60, ge=1)
     """Seconds between two rounds of periodic jobs in ``civicloop worker``."""
 
+    db_pool_size: int = Field(10, ge=1, le=1000)
+    """PostgreSQL connections each server process keeps open (SQLAlchemy's ``pool_size``)."""
+    db_max_overflow: int = Field(30, ge=0, le=1000)
+    """Connections a process may open beyond ``db_pool_size`` under load (``max_overflow``). A request
+    holds its connection from its caller's lookup to its commit while it waits for the threads of the
+    other steps (``core.http``), so with fewer connections than requests in flight a process can stall
+    until the pool's 30 s timeout (issue 9: 64 connections on one process did, with 5 + 10). Keep
+    (``db_pool_size`` + ``db_max_overflow``) × processes below PostgreSQL's ``max_connections`` (100 by
+    default: two processes of 40)."""
+
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
     """Largest request body accepted, in bytes (default 1 MiB); a larger one is refused with 413
     before it is read (``core.bodylimit``). The largest valid intake body is about 30 KB."""

@@ -26,9 +26,9 @@ import random
 import re
 import time
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -87,9 +87,18 @@ def normalise(title: str | None, detail: str | None = None) -> str:
     return normalise_field(title) + normalise_field(detail)
 
 
+NORMALISED_CACHE = 16384
+"""Texts whose normalised form :func:`normalise_field` keeps (per process, least recently used out).
+Intake compares each new request with up to 500 open ones (``requests.triage_steps``), the same few
+thousand texts again and again: normalising them was a fifth of intake's time (issue 9,
+docs/benchmarks.md). About 1.5 KB per text of average length, so some 25 MB when full."""
+
+
+@lru_cache(maxsize=NORMALISED_CACHE)
 def normalise_field(text: str | None) -> str:
     """Return one field normalised as in :func:`normalise` (masked residue removed, then
-    :func:`civicloop.intelligence.data.normalise`). Takes any string or ``None``; never raises."""
+    :func:`civicloop.intelligence.data.normalise`). Takes any string or ``None``; never raises.
+    Pure, so cached (:data:`NORMALISED_CACHE`)."""
     text = text or ""
     if "*" in text:
         text = _MASKED.sub("", text)
@@ -115,20 +124,23 @@ class Candidate:
     place_label: str | None = None
     category: str | None = None
     master_id: RequestId | None = None
+    title_key: str = field(init=False, repr=False, compare=False)
+    """The title normalised (:func:`normalise_field`)."""
+    body_key: str = field(init=False, repr=False, compare=False)
+    """The body normalised (:func:`normalise_field`)."""
+    _key: str = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def title_key(self) -> str:
-        """The title normalised (:func:`normalise_field`), computed once."""
-        return normalise_field(self.title)
-
-    @cached_property
-    def body_key(self) -> str:
-        """The body normalised (:func:`normalise_field`), computed once."""
-        return normalise_field(self.detail)
+    def __post_init__(self) -> None:
+        # computed once, here, rather than by functools.cached_property: before Python 3.12 that takes
+        # one lock per class, which the threads of a server process contended for (issue 9)
+        title_key, body_key = normalise_field(self.title), normalise_field(self.detail)
+        object.__setattr__(self, "title_key", title_key)
+        object.__setattr__(self, "body_key", body_key)
+        object.__setattr__(self, "_key", title_key + body_key)
 
     def key(self) -> str:
         """Return :func:`normalise` of the title and body."""
-        return self.title_key + self.body_key
+        return self._key
 
     @property
     def has_place(self) -> bool:

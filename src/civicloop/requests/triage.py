@@ -226,7 +226,7 @@ def add_route(session: Session, suggestion: Suggestion, place: routing.RoutePlac
     if found is not None:
         suggestion.lead_unit_id, suggestion.rule_id = found.lead_unit_id, found.rule_id
         suggestion.assisting_unit_ids = list(found.assisting_unit_ids)
-        suggestion.lead_unit_name = routing.unit_name(session, found.lead_unit_id)
+        suggestion.lead_unit_name = found.lead_unit_name or routing.unit_name(session, found.lead_unit_id)
         suggestion.why = found.why
 
 

@@ -82,7 +82,12 @@ def find_duplicate(
     rows = {row.id: row for query in (recent, same_title) for row in session.execute(query)}
     if not rows:
         return None
-    labels = _place_labels(session, rows)
+    # a label decides the place only for a pair without both grids and without both streets
+    # (duplicates.same_place): don't read (and decode) the triage records of the others
+    wanted = {row_id: row for row_id, row in rows.items()
+              if not (request.grid_id is not None and row.grid_id is not None)
+              and not (request.street_id is not None and row.street_id is not None)}
+    labels = _place_labels(session, wanted) if wanted else {}
     new = _candidate(request, place_label)
     pool = [_candidate(row, labels.get(row.id)) for row in rows.values()]
     return duplicates.find_master(new, pool, window_days=settings.duplicate_window_days,

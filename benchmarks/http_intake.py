@@ -1,0 +1,744 @@
+"""Intake over HTTP on PostgreSQL (issue 9, items 1, 2 and 5 for ``civicloop serve``).
+
+What is measured, against a fresh PostgreSQL database (``bench_http`` on 127.0.0.1:5432, dropped after):
+
+* **throughput and latency** of ``POST /api/v1/requests`` with intelligent intake on (locate, duplicates,
+  classify, route, dispatch; the classifier's model of ``make bench``, the sample city and its routing
+  rules of ``civicloop init``), durable commits (PostgreSQL's default ``synchronous_commit=on``; a 2xx
+  means the request, its triage record and its work orders are committed). A real server
+  (``civicloop serve --workers N``) is started as a subprocess; the load generator, in this process, is
+  an asyncio HTTP/1.1 client keeping ``C`` connections busy (one request in flight per connection) for
+  a fixed time after a warm-up in which the connections open one by one, each logged in with its own
+  API token of the operator ``bench`` (``Authorization: Bearer``; ``--shared-token``: one for all). Figures:
+  requests per second (completed 2xx per second of wall time), p50 and p99 latency in milliseconds
+  (send to last byte of the answer), and the count of non-2xx answers and transport errors (must be 0);
+* **the reference**, in the same run and database: ``pgbench`` at 8 clients (``-j 2``) running a
+  one-row INSERT into a table with ``service_requests``' text columns, filled with a held-out message of
+  the average size, same durability: transactions per second;
+* **dispatch latency**: for the requests that intake dispatched without a person, the client's time
+  from sending to the answer (the work order is committed when the 2xx arrives), p50/p99 in ms, and the
+  ``latency_seconds`` intake stores in the triage record (handler start to routed order, before commit);
+* **memory**: the peak resident set (``VmHWM`` of ``/proc/<pid>/status``, MB) of the server's
+  processes, summed over the supervisor and its workers, after the load;
+* **profile**: ``py-spy record`` (raw collapsed stacks, 200 Hz, samples holding the GIL) of one worker
+  during a load phase on a warmed-up server, summarised as the functions with the largest inclusive and
+  self shares of the samples.
+
+Bodies are the 593 held-out Teddy Cup messages (``intelligence.data.load_split().test``), never seen by
+the classifier. Each is filed at most once per grid: request *k* goes to grid *k // 593* of the sample
+city's 24 (coordinates inside it), with the grid's name appended to the body as a citizen writes where
+the matter is, so a message filed again is not a verbatim or same-place repeat (those are duplicates,
+rejected without dispatch: a different, cheaper path). Before the load the database holds 1,200 open
+requests of the last 30 days (training messages, 600 per district), so the duplicate check compares
+each new request with its full 500 candidates as in a running city, not with an empty table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "out" / "bench"
+PG_DSN = os.environ.get("CIVICLOOP_BENCH_PG", "host=127.0.0.1 port=5432 user=postgres")
+"""libpq connection string of the PostgreSQL server to use (the database name is added)."""
+DATABASE = "bench_http"
+PASSWORD = "bench-operator-password"
+INTAKE_PATH = "/api/v1/requests"
+PREFILL_PER_DISTRICT = 600
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Return the ``q``-th percentile (nearest rank) of ``values``; NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+# --- the database ------------------------------------------------------------------------------------
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(f"{PG_DSN} dbname=postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def fresh_database(name: str = DATABASE) -> str:
+    """Drop and create database ``name``; return its SQLAlchemy URL."""
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{name}"')
+    params = dict(part.split("=", 1) for part in PG_DSN.split())
+    return (f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
+            f"{params.get('port', '5432')}/{name}")
+
+
+def drop_database(name: str = DATABASE) -> None:
+    """Drop database ``name`` (forcing its connections closed)."""
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def server_env(url: str, model_path: Path, folder: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of the CLI and the server: this database, the model, intake on, no rate limit
+    worth the name, keys in ``folder``."""
+    return {**os.environ, "CIVICLOOP_DATABASE_URL": url, "CIVICLOOP_MODEL_PATH": str(model_path),
+            "CIVICLOOP_TRIAGE_ON_INTAKE": "true", "CIVICLOOP_RATE_LIMIT_INTAKE": "1000000/minute",
+            "CIVICLOOP_KEY_FILE": str(folder / "civicloop.keys"), **(extra or {})}
+
+
+def prepare(env: dict[str, str], folder: Path, tokens: int = 1) -> list[str]:
+    """Build the schema and the sample city (``civicloop init``), create the operator ``bench``, and
+    return ``tokens`` API tokens of theirs: the first from ``civicloop user token``, the others made
+    in this process by the same function (``core.auth.issue_token``), which is quicker than a CLI
+    start each."""
+    from civicloop.core import auth
+    from civicloop.core.db import make_engine, session_factory
+    from civicloop.core.timeutil import utcnow
+
+    cli = [sys.executable, "-m", "civicloop"]
+    run = dict(env=env, cwd=folder, check=True, capture_output=True, text=True)
+    subprocess.run([*cli, "init"], **run)  # type: ignore[call-overload]
+    subprocess.run([*cli, "user", "create", "bench", "--role", "operator", "--password", PASSWORD], **run)  # type: ignore[call-overload]
+    token = subprocess.run([*cli, "user", "token", "bench", "--name", "bench"], **run).stdout  # type: ignore[call-overload]
+    secrets = [token.strip().splitlines()[-1].strip()]
+    if tokens > 1:
+        engine = make_engine(env["CIVICLOOP_DATABASE_URL"])
+        with session_factory(engine)() as session:
+            user = auth.get_user(session, "bench")
+            for index in range(1, tokens):
+                secret, _ = auth.issue_token(session, user=user, kind=auth.API, now=utcnow(), hours=None,
+                                             name=f"bench-{index}")
+                secrets.append(secret)
+            session.commit()
+        engine.dispose()
+    return secrets
+
+
+@dataclass(frozen=True)
+class GridSpot:
+    """A grid of the sample city: its id, name, district and a point inside it."""
+
+    id: int
+    name: str
+    street_id: int
+    district_id: int
+    lat: float
+    lon: float
+
+
+def grids(url: str) -> list[GridSpot]:
+    """Return the sample city's grids with a point at the centre of each (the polygons are rectangles)."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT g.id, g.name, g.geometry, s.id, s.parent_id FROM grids g JOIN org_units c ON c.id = g.community_id"
+            " JOIN org_units s ON s.id = c.parent_id ORDER BY g.id").fetchall()
+    out = []
+    for grid_id, name, geometry, street_id, district_id in rows:
+        shape = geometry if isinstance(geometry, dict) else json.loads(geometry)
+        ring = shape["coordinates"][0]
+        lon = sum(p[0] for p in ring[:-1]) / (len(ring) - 1)
+        lat = sum(p[1] for p in ring[:-1]) / (len(ring) - 1)
+        out.append(GridSpot(grid_id, name, street_id, district_id, round(lat, 6), round(lon, 6)))
+    return out
+
+
+def prefill(url: str, spots: Sequence[GridSpot], texts: Sequence[tuple[str, str]], per_district: int) -> int:
+    """Insert ``per_district`` open (submitted) requests per district, created over the last 30 days,
+    with the given (training) texts; return how many. They are the duplicate check's candidates."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    now = datetime.now(UTC)
+    rng = random.Random(9)
+    by_district: dict[int, list[GridSpot]] = {}
+    for spot in spots:
+        by_district.setdefault(spot.district_id, []).append(spot)
+    rows = []
+    for index in range(per_district * len(by_district)):
+        district_spots = list(by_district.values())[index % len(by_district)]
+        spot = district_spots[index // len(by_district) % len(district_spots)]
+        title, detail = texts[index % len(texts)]
+        created = now - timedelta(days=29.5 * rng.random())
+        rows.append(("hotline", title[:200] or "无标题", detail[:4000] or title, "", "", "", spot.name,
+                     spot.id, spot.street_id, spot.district_id, "7wd", 0, "submitted", created, created, 1, 0, 0,
+                     False))
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO service_requests (channel, title, description, citizen_name, citizen_phone,"
+            " citizen_id_number, address, grid_id, street_id, district_id, deadline_tier, support_count, status,"
+            " created_at, updated_at, version, return_count, reopen_count, fallback)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+        cur.execute("ANALYZE")
+    return len(rows)
+
+
+# --- the bodies ----------------------------------------------------------------------------------------
+
+
+def bodies(messages: Sequence[tuple[str, str]], spots: Sequence[GridSpot]) -> Iterator[bytes]:
+    """Yield the JSON bodies of ``POST /api/v1/requests``: message *k mod n* in grid *k // n* (see the
+    module docstring), channel ``hotline`` as an operator files it. Cycles after every grid had every
+    message (then repeats are duplicates)."""
+    k = 0
+    while True:
+        title, detail = messages[k % len(messages)]
+        spot = spots[(k // len(messages)) % len(spots)]
+        body = {"channel": "hotline", "title": title[:200] or "无标题",
+                "description": f"{(detail or title)[:3900]}\n地点：{spot.name}附近", "address": spot.name,
+                "lat": spot.lat, "lon": spot.lon}
+        yield json.dumps(body, ensure_ascii=False).encode("utf-8")
+        k += 1
+
+
+# --- the server ------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    """Return ``pid``'s descendants (from ``/proc/<pid>/task/*/children``)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            kids = [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *children(kid)]
+    return out
+
+
+def status_kb(pid: int, field_name: str) -> int:
+    """Return a ``kB`` field (``VmHWM``, ``VmRSS``) of ``/proc/<pid>/status``; 0 when gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return user + system CPU seconds of ``pid`` (``/proc/<pid>/stat``); 0 when gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_backends(database: str = DATABASE) -> list[int]:
+    """Return the pids of PostgreSQL's backends connected to ``database`` (their process titles read
+    ``postgres: USER DATABASE HOST(PORT) STATE``)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        parts = title.split()  # "postgres: [15/main:] USER DATABASE HOST(PORT) STATE"
+        if parts[:1] == ["postgres:"] and database in parts[2:4]:
+            out.append(int(entry.name))
+    return out
+
+
+def machine_busy() -> tuple[float, float]:
+    """Return (busy, total) jiffies of all cores since boot (``/proc/stat``), for the machine's load."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return float(sum(values) - idle), float(sum(values))
+
+
+class Server:
+    """A civicloop server in a subprocess, on a free port; a context manager that stops it."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str], folder: Path, log: Path) -> None:
+        self.port = free_port()
+        self.argv = [a.replace("{port}", str(self.port)) for a in argv]
+        self.env, self.folder, self.log_path = env, folder, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Server:
+        self.log = self.log_path.open("wb")
+        self.process = subprocess.Popen(self.argv, env=self.env, cwd=self.folder, stdout=self.log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}: see {self.log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                        return self
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the server did not answer in 180 s: see {self.log_path}")
+
+    def pids(self) -> list[int]:
+        """The supervisor's pid first, then its workers'."""
+        assert self.process is not None
+        return [self.process.pid, *children(self.process.pid)]
+
+    def workers(self) -> list[int]:
+        """The processes that serve requests: the workers, or the one process with ``--workers 1``."""
+        pids = self.pids()
+        python_kids = [p for p in pids[1:] if status_kb(p, "VmRSS") > 50_000]
+        return python_kids or pids[:1]
+
+    def peak_rss_mb(self) -> float:
+        """Sum of ``VmHWM`` (peak resident set) over the server's processes, in MB."""
+        return sum(status_kb(p, "VmHWM") for p in self.pids()) / 1024
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.log.close()
+
+
+# --- the load generator -----------------------------------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends a POST and reads the answer (Content-Length or
+    chunked), with no work beyond that: the load generator shares the server's two cores."""
+
+    def __init__(self, host: str, port: int, headers: bytes) -> None:
+        self.host, self.port, self.headers = host, port, headers
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n").encode("ascii") + self.headers + b"\r\n"
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("connection closed by the server")
+        status = int(status_line.split(b" ", 2)[1])
+        length, chunked, close = 0, False, False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value.strip())
+            elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif name == b"connection" and b"close" in value.lower():
+                close = True
+        if chunked:
+            parts = []
+            while True:
+                size = int((await self.reader.readline()).split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readline()
+                    break
+                parts.append(await self.reader.readexactly(size))
+                await self.reader.readline()
+            payload = b"".join(parts)
+        else:
+            payload = await self.reader.readexactly(length)
+        if close:
+            await self.close()
+        return status, payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except OSError:
+                pass
+        self.reader = self.writer = None
+
+
+@dataclass
+class LoadResult:
+    """One load phase: ``connections`` busy for ``seconds`` (answers before ``warmup`` seconds not counted;
+    ``seconds`` runs from then to the last answer)."""
+
+    connections: int
+    seconds: float
+    requests: int = 0
+    ok: int = 0
+    errors: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    error_samples: list[str] = field(default_factory=list)
+    rps: float = 0.0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    dispatch_p50_ms: float = 0.0
+    dispatch_p99_ms: float = 0.0
+    client_cpu_share: float = 0.0
+    server_cpu_share: float = 0.0
+    database_cpu_share: float = 0.0
+    machine_busy_share: float = 0.0
+    server_cpu_ms_per_request: float = 0.0
+    database_cpu_ms_per_request: float = 0.0
+    answered: int = 0  # every answer of the phase, warm-up included (for the CPU per request)
+    worker_cpu_shares: list[float] = field(default_factory=list)  # each server process, of one core
+
+
+async def _load(host: str, port: int, tokens: Sequence[str], feed: Iterator[bytes], connections: int,
+                seconds: float, warmup: float) -> LoadResult:
+    pool = [Connection(host, port, f"Authorization: Bearer {tokens[i % len(tokens)]}\r\n".encode("ascii"))
+            for i in range(connections)]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    measure_from, end = start + warmup, start + warmup + seconds
+    latencies: list[float] = []
+    dispatched: list[float] = []
+    statuses: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    samples: list[str] = []
+    last_done = measure_from
+    answered = 0
+
+    async def client(index: int, conn: Connection) -> None:
+        nonlocal last_done, answered
+        # connections open one by one over the first half of the warm-up, as clients arrive: opened at
+        # once, one worker's accept loop takes them all (uvicorn's workers share one listening socket)
+        await asyncio.sleep(index * warmup / 2 / connections)
+        while loop.time() < end:
+            body = next(feed)
+            sent = loop.time()
+            try:
+                status, payload = await conn.post(INTAKE_PATH, body)
+            except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+                await conn.close()
+                status, payload = 0, repr(exc).encode()
+            done = loop.time()
+            answered += 1
+            if done < measure_from:  # answered during the warm-up; one sent then and answered later counts
+                continue
+            last_done = max(last_done, done)
+            statuses[str(status)] += 1
+            if 200 <= status < 300:
+                latencies.append(done - sent)
+                outcome = json.loads(payload).get("triage", {}).get("outcome", "none")
+                outcomes[outcome] += 1
+                if outcome == "auto_dispatched":
+                    dispatched.append(done - sent)
+            elif len(samples) < 5:
+                samples.append(f"{status}: {payload[:300].decode('utf-8', 'replace')}")
+
+    await asyncio.gather(*(client(i, c) for i, c in enumerate(pool)))
+    for conn in pool:
+        await conn.close()
+    wall = max(last_done - measure_from, 1e-9)
+    ok = len(latencies)
+    total = sum(statuses.values())
+    return LoadResult(
+        connections=connections, seconds=round(wall, 3), requests=total, ok=ok, errors=total - ok,
+        statuses=dict(statuses), error_samples=samples, rps=ok / wall,
+        p50_ms=percentile(latencies, 50) * 1000, p90_ms=percentile(latencies, 90) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000, max_ms=max(latencies, default=float("nan")) * 1000,
+        outcomes=dict(outcomes), dispatch_p50_ms=percentile(dispatched, 50) * 1000,
+        dispatch_p99_ms=percentile(dispatched, 99) * 1000, answered=answered)
+
+
+def load(server: Server, tokens: Sequence[str], feed: Iterator[bytes], connections: int, seconds: float,
+         warmup: float = 2.0) -> LoadResult:
+    """Keep ``connections`` connections busy with intake requests for ``warmup + seconds`` seconds and
+    return the figures of the last ``seconds``. Connection *i* sends token *i mod len(tokens)*. CPU
+    figures cover the whole phase: shares of the machine's cores (this load generator, the server's
+    processes, PostgreSQL's backends on the database, the whole machine with other users), and CPU
+    milliseconds per request filed (server, database)."""
+    pids, backends = server.pids(), database_backends()
+    each_before = {p: cpu_seconds(p) for p in pids}
+    cpu_before = sum(each_before.values())
+    db_before = {p: cpu_seconds(p) for p in backends}
+    busy_before, total_before = machine_busy()
+    own_before, wall_before = time.process_time(), time.perf_counter()
+    try:
+        import uvloop  # the load generator's own loop: the cheaper, the less it takes from the server
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    result = runner(_load("127.0.0.1", server.port, tokens, feed, connections, seconds, warmup))
+    wall = time.perf_counter() - wall_before
+    cores = os.cpu_count() or 1
+    server_cpu = sum(cpu_seconds(p) for p in server.pids()) - cpu_before
+    database_cpu = sum(cpu_seconds(p) - db_before.get(p, 0.0) for p in database_backends())
+    busy_after, total_after = machine_busy()
+    filed = result.answered
+    result.client_cpu_share = (time.process_time() - own_before) / wall / cores
+    result.server_cpu_share = server_cpu / wall / cores
+    # keep-alive connections stay with the process that accepted them: an uneven split shows here
+    result.worker_cpu_shares = [round((cpu_seconds(p) - each_before.get(p, 0.0)) / wall, 3) for p in server.workers()]
+    result.database_cpu_share = database_cpu / wall / cores
+    result.machine_busy_share = (busy_after - busy_before) / max(total_after - total_before, 1.0)
+    result.server_cpu_ms_per_request = server_cpu / max(filed, 1) * 1000
+    result.database_cpu_ms_per_request = database_cpu / max(filed, 1) * 1000
+    return result
+
+
+# --- the reference: pgbench -----------------------------------------------------------------------------
+
+
+REFERENCE_TABLE = """CREATE TABLE bench_ref (
+    id serial PRIMARY KEY, channel varchar(20) NOT NULL, title varchar(200) NOT NULL, description text NOT NULL,
+    address varchar(500) NOT NULL, deadline_tier varchar(8) NOT NULL, status varchar(20) NOT NULL,
+    created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)"""
+
+
+def _sql_text(text: str) -> str:
+    # pgbench reads ':name' as a variable and a newline ends nothing inside a literal, but keep it one line
+    return "'" + re.sub(r"[:\\\r\n]", " ", text).replace("'", "''") + "'"
+
+
+def pgbench(url: str, body: bytes, seconds: float, folder: Path, clients: int = 8) -> dict[str, Any]:
+    """Run ``pgbench -n -c clients -j 2 -T seconds`` with a one-row INSERT of ``body``'s texts into
+    ``bench_ref`` (``service_requests``' text columns) and return ``{"tps", "latency_ms", "output"}``."""
+    fields = json.loads(body)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_ref")
+        conn.execute(REFERENCE_TABLE)
+    script = folder / "insert.sql"
+    script.write_text(
+        "INSERT INTO bench_ref (channel, title, description, address, deadline_tier, status, created_at, updated_at)"
+        f" VALUES ('hotline', {_sql_text(fields['title'])}, {_sql_text(fields['description'])},"
+        f" {_sql_text(fields['address'])}, '7wd', 'submitted', now(), now());\n", encoding="utf-8")
+    params = dict(part.split("=", 1) for part in PG_DSN.split())
+    binary = shutil.which("pgbench") or "/usr/bin/pgbench"
+    done = subprocess.run([binary, "-n", "-c", str(clients), "-j", "2", "-T", str(round(seconds)), "-f", str(script),
+                           "-h", params.get("host", "127.0.0.1"), "-p", params.get("port", "5432"),
+                           "-U", params.get("user", "postgres"), DATABASE], capture_output=True, text=True, check=True)
+    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
+    latency = re.search(r"latency average = ([\d.]+) ms", done.stdout)
+    if tps is None:
+        raise RuntimeError(f"pgbench printed no tps: {done.stdout[-500:]} {done.stderr[-500:]}")
+    return {"tps": float(tps.group(1)), "latency_ms": float(latency.group(1)) if latency else None,
+            "clients": clients, "seconds": round(seconds)}
+
+
+# --- the profile -----------------------------------------------------------------------------------------
+
+
+def _frame_name(frame: str) -> str:
+    # py-spy's raw frames read "function (path/to/file.py:123)": keep the function and the module path
+    match = re.match(r"(.*) \((.*?)(?::\d+)?\)$", frame)
+    if not match:
+        return frame
+    function, path = match.groups()
+    for marker in ("site-packages/", "src/", "lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{function} ({path})"
+
+
+def summarise_profile(raw: Path, top: int = 25) -> dict[str, Any]:
+    """Read py-spy's raw (collapsed) stacks and return the total samples and the functions with the
+    largest inclusive (on the stack) and self (at the top) shares, as ``[name, share]`` lists."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame_name(f) for f in stack.split(";") if not f.startswith("process ") and
+                  not f.startswith("thread ")]
+        total += count
+        for name in set(frames):
+            inclusive[name] += count
+        if frames:
+            own[frames[-1]] += count
+    def share(counter: Counter[str]) -> list[list[Any]]:
+        return [[name, round(n / total, 4)] for name, n in counter.most_common(top)] if total else []
+    return {"samples": total, "inclusive": share(inclusive), "self": share(own)}
+
+
+def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+    """Start ``py-spy record`` on ``pid`` for ``seconds``: raw stacks, 200 Hz, only the samples of the
+    thread holding the GIL (``--gil``: where the process spends CPU in Python, not threads waiting for
+    the database or the GIL); return the process (``None`` when py-spy is not installed)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(binary).exists():
+        return None
+    return subprocess.Popen([binary, "record", "--pid", str(pid), "--duration", str(round(seconds)), "--rate", "200",
+                             "--format", "raw", "--output", str(out), "--nonblocking", "--gil"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# --- the whole benchmark ----------------------------------------------------------------------------------
+
+
+def triage_latencies(url: str, since: datetime) -> dict[str, float]:
+    """Return p50/p99/max (ms) of ``latency_seconds`` of the triage records of requests dispatched by
+    intake since ``since`` (handler start to routed work order, as intake stores it)."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        values = [row[0] for row in conn.execute(
+            "SELECT latency_seconds FROM triages WHERE outcome = 'auto_dispatched' AND triaged_at >= %s"
+            " AND latency_seconds IS NOT NULL", (since,))]
+    return {"n": len(values), "p50_ms": percentile(values, 50) * 1000, "p99_ms": percentile(values, 99) * 1000,
+            "max_ms": max(values, default=float("nan")) * 1000}
+
+
+def serve_argv(workers: int) -> list[str]:
+    """``civicloop serve`` with ``workers`` worker processes (``{port}`` is filled in by :class:`Server`)."""
+    return [sys.executable, "-m", "civicloop", "serve", "--workers", str(workers), "--port", "{port}"]
+
+
+def run(model_path: Path, *, quick: bool, workers: Sequence[int] = (), connections: Sequence[int] = (16, 64),
+        seconds: float | None = None, argv: Sequence[str] | None = None, env_extra: dict[str, str] | None = None,
+        shared_token: bool = False, profile_it: bool = True, keep: bool = False) -> dict[str, Any]:
+    """Run the whole HTTP benchmark and return its figures (see the module docstring).
+
+    ``workers``: the worker counts to try (default: 2 in the quick set; 1, 2, 3 in the full one); the
+    count with the most requests per second at the most connections is the one reported and profiled.
+    ``seconds``: measured seconds per phase (default 8 quick, 20 full). ``pgbench`` runs before the
+    first and after the last count; the reference is the mean of the two. ``shared_token``: every
+    connection sends the same API token (default: each its own, as operators each logged in).
+    ``argv``: another server command (``{port}`` and ``{workers}`` filled in) for experiments;
+    ``env_extra``: settings for the server."""
+    from civicloop.intelligence.data import load_split
+
+    seconds = seconds or (8.0 if quick else 20.0)
+    workers = list(workers) or ([2] if quick else [1, 2, 3])
+    folder = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    OUT.mkdir(parents=True, exist_ok=True)
+    split = load_split()
+    messages = [(s.title, s.detail) for s in split.test]
+    training = [(s.title, s.detail) for s in split.train if s.title and s.detail]
+    url = fresh_database()
+    env = server_env(url, model_path, folder, env_extra)
+
+    def command(count: int) -> list[str]:
+        return [a.replace("{workers}", str(count)) for a in argv] if argv else serve_argv(count)
+
+    try:
+        tokens = prepare(env, folder, tokens=1 if shared_token else max(connections))
+        spots = grids(url)
+        prefilled = prefill(url, spots, training, PREFILL_PER_DISTRICT)
+        feed = bodies(messages, spots)
+        mean = statistics.mean(len(t) + len(d) for t, d in messages)
+        typical = min(messages, key=lambda m: abs(len(m[0]) + len(m[1]) - mean))
+        typical_body = next(bodies([typical], spots[:1]))
+        references = [pgbench(url, typical_body, seconds, folder)]
+        configs: list[dict[str, Any]] = []
+        for count in workers:
+            since = datetime.now(UTC)
+            with Server(command(count), env, folder, OUT / f"http-server-{count}.log") as server:
+                load(server, tokens, feed, 4, 2.0, warmup=2.0)  # every worker loads its model and warms up
+                start_rss = sum(status_kb(p, "VmRSS") for p in server.pids()) / 1024
+                phases = [asdict(load(server, tokens, feed, c, seconds)) for c in connections]
+                config = {"workers": count, "phases": phases, "peak_rss_mb": round(server.peak_rss_mb(), 1),
+                          "start_rss_mb": round(start_rss, 1), "processes": len(server.pids())}
+            config["triage_latency"] = triage_latencies(url, since)
+            configs.append(config)
+            for phase in phases:
+                print(f"  workers {count}, {phase['connections']} connections: {phase['rps']:.1f} rps, "
+                      f"p50 {phase['p50_ms']:.0f} ms, p99 {phase['p99_ms']:.0f} ms, errors {phase['errors']}; "
+                      f"CPU ms/request server {phase['server_cpu_ms_per_request']:.1f}, "
+                      f"database {phase['database_cpu_ms_per_request']:.1f}; machine busy "
+                      f"{phase['machine_busy_share']:.0%} (workers {phase['worker_cpu_shares']} of a core);"
+                      f" peak RSS {config['peak_rss_mb']:.0f} MB", flush=True)
+        references.append(pgbench(url, typical_body, seconds, folder))
+        reference = {**references[0], "tps": statistics.mean(r["tps"] for r in references),
+                     "runs": [r["tps"] for r in references]}
+        print(f"  pgbench (8 clients): {reference['runs']} tps", flush=True)
+        best = max(configs, key=lambda c: c["phases"][-1]["rps"])
+        prof: dict[str, Any] = {}
+        count = best["workers"]
+        if profile_it:
+            with Server(command(count), env, folder, OUT / "http-server-profile.log") as server:
+                load(server, tokens, feed, 16, 6.0, warmup=2.0)  # warm, as in the measured phases
+                raw = OUT / "http-intake-profile.txt"
+                spy = profile(server.workers()[0], seconds, raw)
+                if spy is not None:
+                    phase = load(server, tokens, feed, connections[-1], seconds, warmup=0.5)
+                    spy.wait(timeout=seconds + 60)
+                    if raw.exists():
+                        prof = {"workers": count, "connections": connections[-1], "rps_while_profiled": phase.rps,
+                                "file": str(raw.relative_to(ROOT)), **summarise_profile(raw, top=120)}
+        return {"pgbench": reference, "configs": configs, "best_workers": count, "profile": prof,
+                "prefilled": prefilled, "seconds": seconds, "shared_token": shared_token,
+                "messages": len(messages), "typical_chars": len(typical[0]) + len(typical[1])}
+    finally:
+        if not keep:
+            drop_database()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--workers", type=int, nargs="*", default=[])
+    parser.add_argument("--connections", type=int, nargs="*", default=[16, 64])
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--argv", help="server command, with {port} and {workers}", default="")
+    parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE for the server")
+    parser.add_argument("--out", type=Path, help="write the figures here as JSON")
+    parser.add_argument("--shared-token", action="store_true", help="one API token for every connection")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args()
+    model_path = OUT / "classifier.joblib"
+    if not model_path.exists():
+        subprocess.run([sys.executable, "-m", "civicloop", "model", "train", "--out", str(model_path)], check=True)
+    result = run(model_path, quick=args.quick, workers=args.workers, connections=args.connections,
+                 seconds=args.seconds, argv=args.argv.split() if args.argv else None,
+                 env_extra=dict(item.split("=", 1) for item in args.env), shared_token=args.shared_token,
+                 profile_it=not args.no_profile)
+    text = json.dumps(result, ensure_ascii=False, indent=1, default=str)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
