@@ -142,9 +142,17 @@ def client(db: Engine, settings: Settings) -> Iterator[TestClient]:
     from civicloop.app import create_app
 
     app = create_app()
+    wire(app, db, settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def wire(app: object, engine: Engine, settings: Settings) -> None:
+    """Point ``app``'s request sessions at ``engine`` (commit at the end, roll back on error, as
+    ``core.http.get_session`` does) and its settings at ``settings``."""
 
     def _session() -> Iterator[Session]:
-        s = session_factory(db)()
+        s = session_factory(engine)()
         try:
             yield s
             s.commit()
@@ -154,10 +162,8 @@ def client(db: Engine, settings: Settings) -> Iterator[TestClient]:
         finally:
             s.close()
 
-    app.dependency_overrides[get_session] = _session
-    app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+    app.dependency_overrides[get_session] = _session  # type: ignore[attr-defined]
+    app.dependency_overrides[get_settings] = lambda: settings  # type: ignore[attr-defined]
 
 
 SHARED_DATA = Path(os.environ.get("CIVICLOOP_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")

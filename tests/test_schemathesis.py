@@ -18,16 +18,15 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.core.parameters import ParameterLocation
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from civicloop.app import create_app
 from civicloop.catalog.service import BUILTIN_TREE, load_tree
 from civicloop.core.db import make_engine, session_factory
-from civicloop.core.http import get_session
 from civicloop.core.migrate import upgrade
-from civicloop.core.settings import Settings, get_settings
+from civicloop.core.settings import Settings
 from civicloop.importers.sample_city import build, build_routes
 from civicloop.org.models import OrgUnit
+from tests.conftest import wire
 from tests.helpers import dispatched, make_request
 
 MAX_EXAMPLES = 20
@@ -90,19 +89,7 @@ def wired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         dispatched(s, test_settings, unit_id=unit.id)
         s.commit()
 
-    def _session() -> Iterator[Session]:
-        s = session_factory(engine)()
-        try:
-            yield s
-            s.commit()
-        except BaseException:
-            s.rollback()
-            raise
-        finally:
-            s.close()
-
-    APP.dependency_overrides[get_session] = _session
-    APP.dependency_overrides[get_settings] = lambda: test_settings
+    wire(APP, engine, test_settings)
     yield
     APP.dependency_overrides.clear()
     engine.dispose()

@@ -9,7 +9,6 @@ tests/test_web_flows.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,8 +17,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from civicloop.core.db import session_factory
-from civicloop.core.http import SESSION_COOKIE, get_session
-from civicloop.core.settings import Settings, get_settings
+from civicloop.core.http import SESSION_COOKIE
+from civicloop.core.settings import Settings
+from tests.conftest import wire
 from tests.helpers import dispatched
 from tests.web_helpers import PASSWORD, csrf_of, login, make_users, web_settings
 
@@ -48,20 +48,7 @@ def app_client(db: Engine, settings: Settings) -> TestClient:
     from civicloop.app import create_app
 
     app = create_app()
-
-    def _session() -> Iterator[object]:
-        s = session_factory(db)()
-        try:
-            yield s
-            s.commit()
-        except BaseException:
-            s.rollback()
-            raise
-        finally:
-            s.close()
-
-    app.dependency_overrides[get_session] = _session
-    app.dependency_overrides[get_settings] = lambda: settings
+    wire(app, db, settings)
     return TestClient(app, raise_server_exceptions=False)
 
 
