@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -59,3 +62,42 @@ def closed(
     request = replied(session, settings, unit_id=unit_id, now=now, **overrides)
     return closing.callback(session, request_id=request.id, actor=OPERATOR, resolved=resolved,
                             satisfaction=satisfaction, settings=settings, now=now)
+
+
+@contextmanager
+def serving(cli: str, home: Path, env: dict[str, str]) -> Iterator[str]:
+    """Run ``civicloop serve`` (the ``cli`` executable) on a free port in ``home`` with ``env`` until the
+    block ends; yields its root URL once ``/healthz`` answers (fails the test after 120 s)."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+    import pytest
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (home / "serve.log").open("w")
+    process = subprocess.Popen([cli, "serve", "--port", str(port)], cwd=home, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{root}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"civicloop serve did not start: {(home / 'serve.log').read_text()}")
+            time.sleep(0.3)
+        yield root
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -11,10 +11,8 @@ built from the client's own settings (``root_address``, ``api_key``, ``jurisdict
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,14 +21,11 @@ import pytest
 georeport = pytest.importorskip("georeport", reason="the georeport client is a dev dependency")
 requests = pytest.importorskip("requests")
 
+from tests.helpers import serving  # noqa: E402
+
 CLI = str(Path(sys.executable).with_name("civicloop"))
 LAMP = "路灯不亮"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,30 +39,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     run("init")
     added = run("open311", "add-key", "georeport-test")
     key = next(line for line in added.stdout.split() if line.startswith("o311_"))
-    port = free_port()
-    log = (home / "serve.log").open("w")
-    process = subprocess.Popen([CLI, "serve", "--port", str(port)], cwd=home, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{root}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"civicloop serve did not start: {(home / 'serve.log').read_text()}")
-            time.sleep(0.5)
+    with serving(CLI, home, env) as root:
         yield f"{root}/open311/v2", key
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def file_with(client: georeport.GeoReport, **fields: str) -> list[dict]:

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
 from civicloop.core.db import make_engine, session_factory
 from civicloop.core.settings import Settings
 from civicloop.org.models import OrgUnit
+from tests.helpers import serving
 from tests.web_helpers import PASSWORD, make_users, seed_activity
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,12 +43,6 @@ pytestmark = [
 ]
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
 
-
-def free_port() -> int:
-    """A TCP port free on the loopback interface now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -78,30 +70,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     make_users(engine, city)
     seed_activity(engine, city, Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
     engine.dispose()
-    port = free_port()
-    log = (home / "serve.log").open("w")
-    process = subprocess.Popen([CLI, "serve", "--port", str(port)], cwd=home, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{root}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"civicloop serve did not start: {(home / 'serve.log').read_text()}")
-            time.sleep(0.3)
+    with serving(CLI, home, env) as root:
         yield root, city
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
