@@ -66,6 +66,8 @@ ENDPOINTS = [
     ep("POST", R + "/dispatch", {"dispatcher", "admin"}, scoped=True, mutates=True, body={"lead_unit_id": 1}),
     ep("POST", R + "/callback", {"operator", "supervisor", "resident", "admin"}, scoped=True, mutates=True,
        body={"resolved": True, "satisfaction": "satisfied"}),
+    ep("POST", R + "/close-unrated", {"operator", "supervisor", "admin"}, scoped=True, mutates=True,
+       body={"reason": "三次联系不上"}),
     ep("POST", R + "/reopen", {"supervisor", "admin"}, scoped=True, mutates=True, body={"reason": "再办"}),
     ep("POST", R + "/supervise", {"supervisor", "admin"}, scoped=True, mutates=True, body={"note": "请加快"}),
     ep("GET", R + "/triage", {"operator", "dispatcher", "supervisor", "analyst", "admin"}, scoped=True,

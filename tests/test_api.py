@@ -399,3 +399,19 @@ def test_another_units_order_is_404_for_a_handler(client, db, city):
         assert call(handler(city["D01-S02"])).status_code == 404
     assert ok(client.get(f"{API}/work-orders", headers=handler(city["D01-S02"]))) == []
     assert [o["id"] for o in ok(client.get(f"{API}/work-orders", headers=handler(city["D01-S01"])))] == [order_id]
+
+
+def test_close_without_callback_over_http(client, city):
+    street = city["D01-S01"]
+    request, order_id = in_progress(client, street)
+    rid = request["id"]
+    early = client.post(f"{API}/requests/{rid}/close-unrated", json={"reason": "联系不上"}, headers=OPERATOR)
+    assert early.status_code == 409  # not replied yet
+    ok(client.post(f"{API}/work-orders/{order_id}/reply", json={"text": "已处理"}, headers=handler(street)))
+    missing = client.post(f"{API}/requests/{rid}/close-unrated", json={}, headers=OPERATOR)
+    assert missing.status_code == 422
+    assert [f["field"] for f in missing.json()["error"]["fields"]] == ["reason"]
+    request = ok(client.post(f"{API}/requests/{rid}/close-unrated", json={"reason": "三次联系不上"},
+                             headers=OPERATOR))
+    assert request["status"] == "closed"
+    assert [(o["status"], o["callback_at"]) for o in request["work_orders"]] == [("closed", None)]

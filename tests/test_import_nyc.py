@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import xml.etree.ElementTree as ET
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -44,7 +45,7 @@ def test_closed_rows_are_replayed_with_their_resolution(session, settings, tmp_p
     first = rows[0]  # 19937896, DOF, closed 03/14/2011 03:59:20 PM
     request = session.scalars(select(ServiceRequest).where(
         ServiceRequest.external_id == f"nyc311:{first['Unique Key']}")).one()
-    assert request.status == RequestStatus.REPLIED
+    assert request.status == RequestStatus.CLOSED  # closed in NYC, without a rating (close_unrated)
     assert request.created_at == datetime(2011, 3, 1, 14, 27, 57, tzinfo=NEW_YORK)
     (order,) = request.work_orders
     assert order.replied_at == datetime(2011, 3, 14, 15, 59, 20, tzinfo=NEW_YORK)
@@ -113,3 +114,53 @@ def test_located_requests_land_in_their_community_board_grid(session, settings, 
     request = session.scalars(select(ServiceRequest).where(
         ServiceRequest.external_id == f"nyc311:{unlocated['Unique Key']}")).one()
     assert request.grid_id is None
+
+
+def test_imported_nyc_rows_read_back_through_open311(client, db, settings, tmp_path):
+    """The NYC 311 import end to end in Open311 terms: rows imported from the real sample read back
+    through /open311/v2 with their source's status (Closed → closed, Assigned/Pending → open), the
+    resolution description as status_notes, the agency as agency_responsible, the complaint as a
+    service listed by services.json, and the source's created and closed instants."""
+    from civicloop.core.db import session_factory
+
+    path = tmp_path / "nyc.csv"
+    rows = _slice(path, set(range(2, 32)) | {238, 239, 335, 336})
+    with session_factory(db)() as s:
+        summary = import_nyc311(s, path=path, settings=settings)
+        s.commit()
+        ids = {r.external_id.removeprefix("nyc311:"): r.id for r in s.scalars(select(ServiceRequest))}
+    assert summary.stored == 34
+    window = {"start_date": "2011-02-15T00:00:00-05:00", "end_date": "2011-04-01T00:00:00-04:00"}
+    listed = client.get("/open311/v2/requests.json", params=window)
+    assert listed.status_code == 200, listed.text
+    items = {item["service_request_id"]: item for item in listed.json()}
+    assert set(items) == set(ids.values())
+    want = {ids[r["Unique Key"]]: ("closed" if r["Status"] == "Closed" else "open") for r in rows}
+    assert {i: item["status"] for i, item in items.items()} == want
+    assert sorted(want.values()).count("open") == 4
+    closed_only = client.get("/open311/v2/requests.json", params={**window, "status": "closed"}).json()
+    assert len(closed_only) == 30
+
+    first = rows[0]  # 19937896, DOF, closed 03/14/2011 03:59:20 PM
+    item = items[ids[first["Unique Key"]]]
+    assert item["status_notes"] == first["Resolution Description"]
+    assert item["agency_responsible"] == "Refunds and Adjustments"
+    assert datetime.fromisoformat(item["requested_datetime"]) == datetime(2011, 3, 1, 14, 27, 57, tzinfo=NEW_YORK)
+    assert datetime.fromisoformat(item["updated_datetime"]) == datetime(2011, 3, 14, 15, 59, 20, tzinfo=NEW_YORK)
+    services = {s["service_code"]: s for s in client.get("/open311/v2/services.json").json()}
+    assert services[item["service_code"]]["service_name"] == item["service_name"] == first["Descriptor"]
+    one = client.get(f"/open311/v2/requests/{item['service_request_id']}.xml")
+    assert one.status_code == 200
+    root = ET.fromstring(one.content)
+    assert root.findtext("request/status") == "closed"
+    assert root.findtext("request/agency_responsible") == "Refunds and Adjustments"
+
+    assigned = items[ids[rows[30]["Unique Key"]]]  # line 238: Assigned to DPR, not yet acknowledged
+    assert assigned["status"] == "open" and assigned["expected_datetime"] is not None
+
+    # closed without a rating: counted apart from the resolution and satisfaction rates
+    with session_factory(db)() as s:
+        request = s.get(ServiceRequest, item["service_request_id"])
+        assert request.status == RequestStatus.CLOSED
+        (order,) = request.work_orders
+        assert (order.status, order.callback_at, order.satisfaction) == ("closed", None, None)

@@ -516,6 +516,37 @@ def test_callback_satisfied_closes(session, settings, city, satisfaction):
         do_callback(session, settings, request)
 
 
+def test_close_unrated_closes_without_a_rating_and_counts_apart(session, settings, city):
+    """结案（未回访）: the citizen cannot be reached; the request closes with no callback, so the
+    unit's response counts and the resolution and satisfaction rates do not see it."""
+    from civicloop.analytics.metrics import three_rates
+
+    request = dispatched(session, settings, unit_id=city["D01-S01"], now=T0, assisting=(city["DEP-CG"],))
+    order, helper = request.work_orders
+    ack(session, settings, order)
+    with pytest.raises(IllegalTransition):  # only a replied request can close this way
+        closing.close_unrated(session, request_id=request.id, actor=OPERATOR, reason="联系不上", now=T0)
+    do_reply(session, order)
+    with pytest.raises(Forbidden):
+        closing.close_unrated(session, request_id=request.id, actor=HANDLER, reason="联系不上", now=T0)
+    assert (request.status, order.status) == (RS.REPLIED, WS.REPLIED)  # the refusal wrote nothing
+    later = T0 + timedelta(days=3)
+    closing.close_unrated(session, request_id=request.id, actor=OPERATOR, reason="三次联系不上", now=later)
+    assert (request.status, request.closed_at) == (RS.CLOSED, later)
+    assert (order.status, order.callback_at, order.resolved, order.satisfaction, order.closed_at) == (
+        WS.CLOSED, None, None, None, later)
+    assert helper.status == WS.CLOSED
+    assert events(session, request.id)[-1] == ("close_unrated", "replied", "closed")
+    assert history(session, request_id=request.id)[-1].reason == "三次联系不上"
+    session.flush()
+    row = {r.unit_name: r for r in three_rates(session, month="2025-09", level="unit", settings=settings,
+                                                now=later)}["望湖街道"]
+    assert (row.due, row.responded, row.called_back, row.resolution_rate, row.satisfaction_rate) == (
+        1, 1, 0, None, None)
+    with pytest.raises(IllegalTransition):
+        do_callback(session, settings, request)
+
+
 def test_callback_only_after_the_reply(session, settings, city):
     request, order = _in_progress(session, settings, city)
     with pytest.raises(IllegalTransition):

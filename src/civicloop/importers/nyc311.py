@@ -8,7 +8,9 @@ buffered by about 200 m (the file has no board boundaries; NYC publishes them se
 request lands in the first grid that covers its point. A closed row is replayed through the
 loop: dispatched when it was created,
 answered with its resolution description when it was closed (the resolution clock starting at
-dispatch, as for any record that knows only those two instants); an ``Assigned`` row waits for
+dispatch, as for any record that knows only those two instants) and closed at that instant without
+a rating (``closing.close_unrated``: NYC asked nobody, so it counts in the response rate only and
+reads ``closed`` through Open311, like its source row); an ``Assigned`` row waits for
 its agency to acknowledge, a ``Pending`` one for dispatch. Times are New York local times.
 Idempotent by ``external_id = nyc311:<Unique Key>``; malformed rows are reported and skipped.
 """
@@ -31,7 +33,7 @@ from civicloop.core.roles import Role
 from civicloop.core.settings import Settings
 from civicloop.importers.common import ImportSummary, parse_time
 from civicloop.org.models import Grid, OrgUnit, UnitKind
-from civicloop.requests import handling, intake
+from civicloop.requests import closing, handling, intake
 from civicloop.requests.models import Channel, ServiceRequest
 from civicloop.requests.service import Actor
 
@@ -235,3 +237,6 @@ def _store(
                          clock_start=created)
     text = (row.get("Resolution Description") or "").strip() or "Closed."
     handling.reply(session, work_order_id=order.id, actor=handler, text=text, now=closed)
+    # NYC closed it and asked nobody: closed without a rating, so it counts in the response rate only
+    closing.close_unrated(session, request_id=request.id, actor=IMPORTER, reason="closed in the NYC 311 source",
+                          now=closed)

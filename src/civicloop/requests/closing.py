@@ -117,6 +117,32 @@ def callback(
     return request
 
 
+def close_unrated(
+    session: Session, *, request_id: int, actor: Actor, reason: str, now: datetime | None = None
+) -> ServiceRequest:
+    """Close a replied request without the citizen's rating (结案（未回访）) and return it.
+
+    For a citizen who cannot be reached at callback, or who declines to answer, and for imported
+    history whose source says "closed" but carries no rating (the NYC 311 import). Its work orders
+    close with no ``callback_at``, so the three rates count it apart: it stays in the response rate
+    and is in neither the resolution nor the satisfaction rate, whose denominator is the orders
+    called back (docs/metrics.md). ``reason`` is kept on the event. Raises ``Forbidden`` for a role
+    other than operator, supervisor, system or admin, ``IllegalTransition`` unless the request is
+    ``replied``, ``NotFound`` for an unknown id."""
+    now = now_or(now)
+    check_role(Action.CLOSE_UNRATED, actor)
+    request = get_request(session, request_id=request_id)
+    check(REQUEST_RULES, Action.CLOSE_UNRATED, current=str(request.status), target=RequestStatus.CLOSED,
+          role=actor.role)
+    lead = active_lead(request)
+    _close_all(session, request, actor=actor, now=now)
+    old, new = move_request(session, request, Action.CLOSE_UNRATED, actor=actor, target=RequestStatus.CLOSED,
+                            now=now, values={"closed_at": now})
+    record(session, request=request, action=Action.CLOSE_UNRATED, actor=actor, now=now, from_status=old,
+           to_status=new, order=lead, reason=reason)
+    return request
+
+
 def reopen(
     session: Session, *, request_id: int, actor: Actor, settings: Settings, reason: str = "",
     now: datetime | None = None,

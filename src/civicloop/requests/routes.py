@@ -33,6 +33,7 @@ from civicloop.requests.schemas import (
     CalendarYearIn,
     CallbackIn,
     CloseSupervisionIn,
+    CloseUnratedIn,
     ContactIn,
     ContactOut,
     DispatchIn,
@@ -204,6 +205,18 @@ def callback_request(
     in_scope(session, caller, request_id)
     return RequestOut.of(closing.callback(session, request_id=request_id, actor=actor(caller), settings=settings,
                                           **body.model_dump()))
+
+
+@router.post("/requests/{request_id}/close-unrated", response_model=RequestOut,
+             summary="结案（未回访）Close without callback")
+def close_unrated_request(request_id: PathId, body: CloseUnratedIn, session: DbSession, caller: LoggedIn) -> RequestOut:
+    """Close a replied request without a rating, with the reason (e.g. the citizen could not be
+    reached after three attempts). Operator, supervisor or admin; 409 unless the request is
+    ``replied``. It then counts in the response rate only, not in the resolution or satisfaction
+    rates (``closing.close_unrated``)."""
+    in_scope(session, caller, request_id)
+    return RequestOut.of(closing.close_unrated(session, request_id=request_id, actor=actor(caller),
+                                               reason=body.reason))
 
 
 @router.post("/requests/{request_id}/reopen", response_model=RequestOut, summary="重办 Reopen")

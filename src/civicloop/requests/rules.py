@@ -34,6 +34,7 @@ class Action(StrEnum):
     DECIDE_EXTENSION = "decide_extension"  # 审批延期
     REPLY = "reply"  # 办结答复
     CALLBACK = "callback"  # 回访
+    CLOSE_UNRATED = "close_unrated"  # 结案（未回访）: the citizen could not be asked, or an import knows no rating
     REOPEN = "reopen"  # 重办
     CLOSE = "close"  # 结案
     CANCEL = "cancel"  # 撤销
@@ -74,6 +75,7 @@ REQUEST_RULES: dict[Action, Rule] = {
     Action.DECIDE_EXTENSION: _rule({RS.IN_PROGRESS}, set(), SUPERVISING),
     Action.REPLY: _rule({RS.IN_PROGRESS}, {RS.REPLIED}, UNIT),
     Action.CALLBACK: _rule({RS.REPLIED}, {RS.CLOSED, RS.DISPATCHED}, CALLBACK_ROLES),
+    Action.CLOSE_UNRATED: _rule({RS.REPLIED}, {RS.CLOSED}, {Role.OPERATOR, Role.SUPERVISOR, Role.SYSTEM}),
     Action.REOPEN: _rule({RS.REPLIED, RS.CLOSED}, {RS.DISPATCHED}, SUPERVISING),
     Action.SUPERVISE: _rule(LIVE_REQUEST, set(), SUPERVISING | {Role.SYSTEM}),
     Action.MARK_OVERDUE: _rule({RS.DISPATCHED, RS.IN_PROGRESS}, set(), {Role.SYSTEM}),

@@ -119,6 +119,10 @@ class CallbackIn(Strict):
     note: Note = ""  # type: ignore[valid-type]
 
 
+class CloseUnratedIn(Strict):
+    reason: Reason  # type: ignore[valid-type]
+
+
 class ReopenIn(Strict):
     reason: Reason  # type: ignore[valid-type]
 
