@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := src/civicloop/static/vendor
 ASSETS := $(VENDOR)/.installed
 
-.PHONY: demo test install lint serve bench clean browser
+.PHONY: demo test install lint serve bench clean browser smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ install: $(STAMP) $(ASSETS)
 ## demo: the main job on the embedded SQLite default (CIVICLOOP_NO_SERVE=1 to skip serving)
 demo: $(STAMP) $(ASSETS)
 	$(BIN)/civicloop demo $(if $(CIVICLOOP_NO_SERVE),--no-serve,)
+
+## smoke: the demo without serving on a small slice of the real data (200 rows of each message file), for CI
+smoke: $(STAMP) $(ASSETS)
+	CIVICLOOP_NO_SERVE=1 CIVICLOOP_MODEL_PATH=out/smoke/classifier.joblib $(BIN)/civicloop demo --no-serve --sample 200 --out out/smoke
 
 ## test: the whole suite (SQLite always; PostgreSQL too when CIVICLOOP_TEST_POSTGRES_URL is set)
 test: $(STAMP) $(ASSETS) browser

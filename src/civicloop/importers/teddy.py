@@ -282,3 +282,30 @@ def _store(
     handling.acknowledge(session, work_order_id=order.id, actor=handler, settings=settings, now=message.replied_at,
                          clock_start=filed)
     handling.reply(session, work_order_id=order.id, actor=handler, text=message.reply, now=message.replied_at)
+
+
+def build_routes(session: Session) -> int:
+    """Fill an empty routing table for the imported city by the territorial rule of 接诉即办 (属地):
+    the street or township of the request's place leads; where only the district is known, the
+    district; where no place is known, the city's government (``A市人民政府``, the unit the import
+    gives replies that name no unit). Three rules for every category (``category_id`` null), so
+    routing never waits on the classifier's level; a city edits them through
+    ``/api/v1/routing-rules``. Does nothing when the table has rules. Returns the rules created."""
+    from datetime import UTC
+    from datetime import datetime as clock
+
+    from civicloop.catalog.models import LeadTarget, RoutingRule
+
+    if session.scalar(select(RoutingRule.id).limit(1)) is not None:
+        return 0
+    city = Gazetteer(session).unit(f"teddy:unit:{CITY_GOVERNMENT}", CITY_GOVERNMENT, UnitKind.DEPARTMENT, None)
+    now = clock.now(UTC)
+    rules = [(LeadTarget.STREET, None, 0, "属地：街道乡镇主办 the street of the place leads"),
+             (LeadTarget.DISTRICT, None, 0, "属地：区县主办 the district leads where no street is known"),
+             (LeadTarget.UNIT, city.id, -1, "地点不明：市政府主办 no place known: the city's government")]
+    for target, unit_id, priority, note in rules:  # ids in this order: the street rule wins ties
+        session.add(RoutingRule(category_id=None, lead_target=target, lead_unit_id=unit_id, assisting_unit_ids=[],
+                                priority=priority, active=True, note=note, updated_by="import:teddy2020c",
+                                updated_at=now))
+        session.flush()
+    return len(rules)
