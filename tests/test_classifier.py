@@ -33,6 +33,9 @@ from civicloop.intelligence.data import (
 # 0.83 (docs/intelligence.md). The thresholds leave a small margin for BLAS/scikit-learn differences.
 MIN_MACRO_F1 = 0.87
 MIN_ACCURACY = 0.87
+# Weakest class: 0.83 (商贸旅游) on the split, 0.86 ± 0.04 in group cross-validation; issue 4's target (0.90)
+# is not met, this guards against falling further.
+MIN_WEAKEST_CLASS = 0.78
 
 pytestmark = [
     pytest.mark.skipif(
@@ -85,6 +88,7 @@ def test_held_out_figures(metrics: dict, split: Split) -> None:
     assert metrics["macro_f1"] >= MIN_MACRO_F1
     assert metrics["accuracy"] >= MIN_ACCURACY
     assert set(metrics["per_class"]) == set(LABELS)
+    assert min(metrics["per_class"].values()) >= MIN_WEAKEST_CLASS
     assert np.array(metrics["confusion"]).sum() == metrics["n"]
     # Calibrated: the confidence is close to the accuracy it promises.
     assert metrics["ece"] < 0.08
