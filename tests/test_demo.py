@@ -77,6 +77,13 @@ def test_demo_runs_every_step_on_the_real_slice(demo_run, model_file):
     assert f"macro-F1 {model_file[1]['macro_f1']:.3f}" in done.stdout
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["month"] == report["month"] and metrics["units"]
+    year = metrics["timeliness"]["year"]
+    with engine.connect() as conn:
+        replied_that_year = conn.execute(text(
+            "SELECT count(*) FROM work_orders WHERE role = 'lead' AND replied_at >= :a AND replied_at < :b"),
+            {"a": f"{year - 1}-12-31 16:00:00", "b": f"{year}-12-31 16:00:00"}).scalar_one()
+    assert sum(u["replied"] for u in metrics["timeliness"]["units"]) == replied_that_year > 0
+    assert report["timeliness"] == [u for u in metrics["timeliness"]["units"] if u["rank"] is not None][:10]
     assert (out / "ledger.xlsx").stat().st_size > 0
     assert (out / "analysis" / "report.html").read_text(encoding="utf-8").count("<table") >= 1
     logins = (out / "logins.txt").read_text(encoding="utf-8").splitlines()

@@ -154,8 +154,9 @@ def rankings(engine: Any, settings: Any, out: Path, *, month: str, now: datetime
     ranked = [row for row in unit_rows if row.rank is not None]
     print_rates(ranked[:15], title=f"{month} 承办单位三率排名 (前 15 名，共 {len(ranked)} 个单位；"
                                    "应响应 + 回访 ≥ 5 件方参与排名)")
-    if street_rows:
-        print_rates(street_rows[:15], title=f"{month} 街道三率排名")
+    streets_ranked = [row for row in street_rows if row.rank is not None]
+    if streets_ranked:
+        print_rates(streets_ranked[:15], title=f"{month} 街道三率排名 ({len(streets_ranked)} 个街道乡镇)")
     write_xlsx(ledger, out / "ledger.xlsx", lang="zh")
     payload = {"month": month, "as_of": now.isoformat(), "generated_at": datetime.now(settings.tz).isoformat(),
                "units": [asdict(r) for r in unit_rows], "streets": [asdict(r) for r in street_rows]}
@@ -163,6 +164,34 @@ def rankings(engine: Any, settings: Any, out: Path, *, month: str, now: datetime
                                       encoding="utf-8")
     console.print(f"台账 ledger → {out / 'ledger.xlsx'} ({len(ledger)} rows); 排名 ranking → {out / 'metrics.json'}")
     return payload
+
+
+def reply_ranking(engine: Any, settings: Any, out: Path) -> list[dict[str, Any]]:
+    """Print the units' reply timeliness (答复时效) over the year with the most replies, add it to
+    ``out/metrics.json`` and return its rows (``analytics.timeliness``)."""
+    from civicloop.analytics.timeliness import reply_timeliness
+    from civicloop.cli import demo_real as steps
+    from civicloop.core.db import session_scope
+
+    with session_scope(engine) as session:
+        year = steps.busiest_year(session, settings)
+        rows = reply_timeliness(session, start=year[0], end=year[1]) if year else []
+    ranked = [r for r in rows if r.rank is not None]
+    if year:
+        table = Table(title=f"{year[0].year} 年答复时效排名 reply timeliness (前 15 名，共 {len(ranked)} 个单位；"
+                            "答复 ≥ 5 件方参与排名)")
+        for header in ("名次", "单位", "答复", "按期答复率", "等待中位数(天)", "90% 在(天)内"):
+            table.add_column(header, justify="left" if header == "单位" else "right", no_wrap=header == "单位")
+        for row in ranked[:15]:
+            table.add_row(str(row.rank), row.unit_name, str(row.replied), f"{row.on_time_rate * 100:.1f}%",
+                          f"{row.median_days:.1f}", f"{row.p90_days:.1f}")
+        console.print(table)
+    found = [asdict(r) for r in rows]
+    metrics_file = out / "metrics.json"
+    payload = json.loads(metrics_file.read_text(encoding="utf-8"))
+    payload["timeliness"] = {"year": year[0].year if year else None, "units": found}
+    metrics_file.write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return [r for r in found if r["rank"] is not None]
 
 
 def real_demo(folder: Path, *, out: Path, settings: Any, sample: int | None) -> dict[str, str | None]:
@@ -224,8 +253,9 @@ def real_demo(folder: Path, *, out: Path, settings: Any, sample: int | None) -> 
                   f"message); 超期督办 overdue orders flagged: {flagged:,}")
     payload = rankings(engine, settings, out, month=month or now.astimezone(settings.tz).strftime("%Y-%m"), now=now)
     console.print("[dim]解决率、满意率 need callbacks (回访), which the published data do not have: they fill in as "
-                  "operators call citizens back in the web app. 响应率 is real: replies within the response "
-                  "deadline.[/dim]")
+                  "operators call citizens back in the web app. 响应率 is real but strict: the data know only the "
+                  "reply, which must then come within the response deadline.[/dim]")
+    timeliness = reply_ranking(engine, settings, out)
     with console.status("未诉先办 proactive analysis: hotspots, surges, co-occurrence, reply quality"):
         results = steps.analyse(engine, settings, out / "analysis", now=now)
     for finding in results.findings.get("hotspot", [])[:5]:
@@ -241,6 +271,7 @@ def real_demo(folder: Path, *, out: Path, settings: Any, sample: int | None) -> 
                    "seconds": round(intake.seconds, 1)},
         "clock": now.isoformat(), "overdue_flagged": flagged, "month": payload["month"],
         "top_units": [r for r in payload["units"] if r.get("rank")][:10],
+        "timeliness": timeliness[:10],
         "findings": counts,
         "top_hotspots": [{"summary": f.summary, "place": f.place, "requests": len(f.request_ids)}
                          for f in results.findings.get("hotspot", [])[:5]],

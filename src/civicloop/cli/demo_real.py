@@ -183,6 +183,23 @@ def busiest_month(session: Session, settings: Settings) -> str | None:
     return max(sorted(counts), key=lambda m: counts[m]) if counts else None
 
 
+def busiest_year(session: Session, settings: Settings) -> tuple[datetime, datetime] | None:
+    """Return the local calendar year with the most lead work orders replied, as aware instants
+    [1 January, next 1 January), or ``None`` when nothing was replied."""
+    from civicloop.core.timeutil import as_utc
+    from civicloop.requests.models import WorkOrder, WorkOrderRole
+
+    counts: dict[int, int] = {}
+    for (moment,) in session.execute(select(WorkOrder.replied_at).where(
+            WorkOrder.role == WorkOrderRole.LEAD, WorkOrder.replied_at.is_not(None))):
+        year = as_utc(moment).astimezone(settings.tz).year
+        counts[year] = counts.get(year, 0) + 1
+    if not counts:
+        return None
+    year = max(sorted(counts), key=lambda y: counts[y])
+    return datetime(year, 1, 1, tzinfo=settings.tz), datetime(year + 1, 1, 1, tzinfo=settings.tz)
+
+
 def analyse(engine: Any, settings: Settings, out: Path, *, now: datetime) -> Any:
     """Run the proactive analysis (未诉先办) over the whole database as of ``now``, write its CSVs,
     ``report.xlsx`` and ``report.html`` into ``out`` and keep the findings for the analyst's page.
