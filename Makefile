@@ -37,7 +37,7 @@ smoke: $(STAMP) $(ASSETS)
 
 ## test: the whole suite (SQLite always; PostgreSQL too when CIVICLOOP_TEST_POSTGRES_URL is set)
 test: $(STAMP) $(ASSETS) browser
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 ## browser: Debian's Chromium and CJK fonts for the end-to-end tests (Playwright drives it; never
@@ -52,7 +52,7 @@ bench: $(STAMP) $(ASSETS)
 	$(BIN)/python benchmarks/run.py $(if $(QUICK),--quick,)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 serve: $(STAMP)
 	$(BIN)/civicloop init && $(BIN)/civicloop serve
