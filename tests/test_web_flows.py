@@ -84,6 +84,48 @@ def test_operator_takes_calls_with_suggestions_and_accepts_or_rejects(
     assert again.status_code == 409 and "当前状态为“已受理”" in again.text
 
 
+def test_operator_calls_back_or_closes_unreached(client: TestClient, db: Engine, city: dict[str, int],
+                                                settings: Settings) -> None:
+    """回访 on the operator's page: the replied requests wait in a list with the unit's reply; an answer
+    closes (or reopens) the request, an unreachable citizen closes it without a rating."""
+    from tests.helpers import replied
+
+    make_users(db, city, only=("op",))
+    with session_factory(db)() as session:
+        happy = replied(session, settings, unit_id=city["D01-S01"]).id
+        unhappy = replied(session, settings, unit_id=city["D01-S01"]).id
+        unreached = replied(session, settings, unit_id=city["D01-S01"]).id
+        waiting = dispatched(session, settings, unit_id=city["D01-S01"]).id
+        session.commit()
+    token = login(client, "op")
+    page = client.get("/operator").text
+    listed = re.findall(r'action="/operator/requests/(\d+)/callback"', page)
+    assert listed == [str(happy), str(unhappy), str(unreached)]  # the oldest reply first; not the dispatched one
+    assert "已修复路灯。" in page and "望湖街道" in page
+    missing = client.post(f"/operator/requests/{happy}/callback", data={"satisfaction": "satisfied",
+                                                                       "csrf_token": token})
+    assert missing.status_code == 422 and status_of(db, happy) == "replied"
+    done = client.post(f"/operator/requests/{happy}/callback", data={
+        "resolved": "yes", "satisfaction": "satisfied", "note": "很满意", "csrf_token": token}, follow_redirects=False)
+    assert done.status_code == 303 and "called_back" in done.headers["location"]
+    assert status_of(db, happy) == "closed"
+    assert client.post(f"/operator/requests/{unhappy}/callback", data={
+        "resolved": "no", "satisfaction": "dissatisfied", "csrf_token": token},
+        follow_redirects=False).status_code == 303
+    assert status_of(db, unhappy) == "dispatched"  # 重办: back to the unit
+    blank = client.post(f"/operator/requests/{unreached}/close-unrated", data={"reason": " ", "csrf_token": token})
+    assert blank.status_code == 422 and status_of(db, unreached) == "replied"
+    assert client.post(f"/operator/requests/{unreached}/close-unrated", data={
+        "reason": "三次联系不上", "csrf_token": token}, follow_redirects=False).status_code == 303
+    assert status_of(db, unreached) == "closed"
+    with session_factory(db)() as session:
+        order = session.get(WorkOrder, order_of(db, unreached))
+        assert order is not None and (order.status, order.callback_at) == ("closed", None)
+    late = client.post(f"/operator/requests/{waiting}/close-unrated", data={"reason": "x", "csrf_token": token})
+    assert late.status_code == 409
+    assert 'action="/operator/requests/' not in client.get("/operator").text.split('id="callbacks"')[1]
+
+
 def test_dispatcher_dispatches_from_the_queue_redispatches_and_falls_back(
         client: TestClient, db: Engine, city: dict[str, int]) -> None:
     make_users(db, city, only=("op", "disp", "street1"))

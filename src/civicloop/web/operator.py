@@ -1,5 +1,7 @@
-"""The operator's page (受理): take a call fast, with live suggestions as the operator types, and
-accept or reject the requests waiting for acceptance.
+"""The operator's page (受理): take a call fast, with live suggestions as the operator types, accept or
+reject the requests waiting for acceptance, and call back (回访) the citizens whose request was answered:
+record whether it was solved and how satisfied they are (``closing.callback``), or close it without a
+rating when they cannot be reached (``closing.close_unrated``).
 
 Filing goes through the same use case as ``POST /api/v1/requests``: ``intake.submit`` and, when
 ``settings.triage_on_intake``, ``triage.triage`` in the same transaction (sure → dispatched by the
@@ -15,14 +17,24 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from civicloop.catalog.models import DeadlineTier
 from civicloop.core.errors import CivicloopError
 from civicloop.core.validation import MAX_ID, mask_phones_in_text
-from civicloop.requests import intake, scope, triage, triage_steps
-from civicloop.requests.models import Channel, RejectReason, RequestStatus, ServiceRequest, Triage
-from civicloop.requests.schemas import AcceptIn, RejectIn, RequestCreate
+from civicloop.org.models import OrgUnit
+from civicloop.requests import closing, intake, scope, triage, triage_steps
+from civicloop.requests.models import (
+    Channel,
+    RejectReason,
+    RequestStatus,
+    ServiceRequest,
+    Triage,
+    WorkOrder,
+    WorkOrderRole,
+    WorkOrderStatus,
+)
+from civicloop.requests.schemas import AcceptIn, CallbackIn, CloseUnratedIn, RejectIn, RequestCreate
 from civicloop.web.common import (
     OPERATOR_ROLES,
     FormInvalid,
@@ -58,11 +70,28 @@ def _pending(p: Page) -> list[dict[str, Any]]:
              "reasons": [p.t(f"triage.{c}") for c in (t.reasons if t else [])]} for r, t in rows]
 
 
+def _to_call_back(p: Page) -> list[dict[str, Any]]:
+    """The replied requests the operator may see, longest waiting first (by the lead unit's reply),
+    with the reply the citizen is to be asked about and the unit that gave it."""
+    rows = p.session.execute(
+        select(ServiceRequest, WorkOrder, OrgUnit.name)
+        .join(WorkOrder, WorkOrder.request_id == ServiceRequest.id)
+        .join(OrgUnit, OrgUnit.id == WorkOrder.unit_id)
+        .where(ServiceRequest.status == RequestStatus.REPLIED, WorkOrder.role == WorkOrderRole.LEAD,
+               WorkOrder.status == WorkOrderStatus.REPLIED, scope.request_condition(p.session, p.user))
+        .order_by(WorkOrder.replied_at, ServiceRequest.id).limit(30)).all()
+    return [{"id": r.id, "title": mask_phones_in_text(r.title), "unit": unit,
+             "reply": mask_phones_in_text(o.reply_text or "")[:300], "replied": local(o.replied_at, p.settings),
+             "reopens": r.reopen_count} for r, o, unit in rows]
+
+
 def _form(p: Page, *, values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
           status: int = 200) -> HTMLResponse:
     return p.render("operator.html", status=status, values=values or {}, errors=errors or {},
                     categories=category_options(p.session), tiers=[t.value for t in DeadlineTier],
-                    pending=_pending(p), reasons=[r.value for r in RejectReason])
+                    pending=_pending(p), reasons=[r.value for r in RejectReason], callbacks=_to_call_back(p),
+                    callbacks_total=p.session.scalar(select(func.count()).select_from(ServiceRequest).where(
+                        ServiceRequest.status == RequestStatus.REPLIED, scope.request_condition(p.session, p.user))))
 
 
 @router.get("/operator")
@@ -152,3 +181,31 @@ def reject(request_id: PathId, p: Operator) -> Response:
         scope.visible_request(p.session, p.user, body.duplicate_of_id)
     intake.reject(p.session, request_id=request_id, actor=p.actor, **body.model_dump())
     return p.redirect("/operator", "rejected")
+
+
+@router.post("/operator/requests/{request_id}/callback")
+def call_back(request_id: PathId, p: Operator) -> Response:
+    """Record the citizen's answer at callback (回访): resolved yes/no and satisfied / basically satisfied
+    / dissatisfied, with a note. Resolved and at least basically satisfied closes the request; otherwise
+    it goes back to the unit (重办) or, past ``max_reopens``, closes under supervision
+    (``closing.callback``). 422 for a missing answer, 404 outside the operator's scope, 409 when it is
+    not awaiting a callback."""
+    scope.visible_request(p.session, p.user, request_id)
+    resolved = p.field("resolved")
+    if resolved not in ("yes", "no"):
+        raise FormInvalid({"resolved": p.t("v.missing")})
+    body = validated(CallbackIn, p.lang, resolved=resolved == "yes", satisfaction=p.field("satisfaction") or None,
+                     note=p.field("note"))
+    closing.callback(p.session, request_id=request_id, actor=p.actor, settings=p.settings, **body.model_dump())
+    return p.redirect("/operator", "called_back", id=request_id)
+
+
+@router.post("/operator/requests/{request_id}/close-unrated")
+def close_unrated(request_id: PathId, p: Operator) -> Response:
+    """Close a replied request without a rating (结案（未回访）) when the citizen cannot be reached, with
+    the reason; it then counts in the response rate only (``closing.close_unrated``). 422 without a
+    reason, 404 outside the operator's scope, 409 when it is not replied."""
+    scope.visible_request(p.session, p.user, request_id)
+    body = validated(CloseUnratedIn, p.lang, reason=p.field("reason"))
+    closing.close_unrated(p.session, request_id=request_id, actor=p.actor, reason=body.reason)
+    return p.redirect("/operator", "closed_unrated", id=request_id)
