@@ -61,7 +61,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "bench"
 PG_DSN = os.environ.get("CIVICLOOP_BENCH_PG", "host=127.0.0.1 port=5432 user=postgres")
 """libpq connection string of the PostgreSQL server to use (the database name is added)."""
-DATABASE = "bench_http"
+DATABASE = os.environ.get("CIVICLOOP_BENCH_HTTP_DB", "bench_http")
+"""The database the benchmark creates and drops (``CIVICLOOP_BENCH_HTTP_DB``: another name, so that two runs
+on one PostgreSQL server do not drop each other's)."""
 PASSWORD = "bench-operator-password"
 INTAKE_PATH = "/api/v1/requests"
 PREFILL_PER_DISTRICT = 600
@@ -186,8 +188,25 @@ def prefill(url: str, spots: Sequence[GridSpot], texts: Sequence[tuple[str, str]
             " citizen_id_number, address, grid_id, street_id, district_id, deadline_tier, support_count, status,"
             " created_at, updated_at, version, return_count, reopen_count, fallback)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+        _fill_keys(cur)
         cur.execute("ANALYZE")
     return len(rows)
+
+
+def _fill_keys(cur: psycopg.Cursor[Any]) -> None:
+    """Give the rows inserted by SQL the duplicate check's keys that intake stores with a request it files
+    (migration 0009: ``text_key`` of the texts, ``place_key`` of the place label, here the grid's name), so
+    that they are candidates as requests filed through the API are. No-op on a schema without them."""
+    cur.execute("SELECT 1 FROM information_schema.columns WHERE table_name = 'service_requests'"
+                " AND column_name = 'text_key'")
+    if cur.fetchone() is None:
+        return
+    from civicloop.intelligence.duplicates import place_key, text_key
+
+    cur.execute("SELECT r.id, r.title, r.description, g.name FROM service_requests r JOIN grids g ON g.id = r.grid_id"
+                " WHERE r.text_key IS NULL")
+    keys = [(text_key(title, description), place_key(grid), rid) for rid, title, description, grid in cur.fetchall()]
+    cur.executemany("UPDATE service_requests SET text_key = %s, place_key = %s WHERE id = %s", keys)
 
 
 # --- the bodies ----------------------------------------------------------------------------------------

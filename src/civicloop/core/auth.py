@@ -201,17 +201,24 @@ def principal_for(session: Session, secret: str, *, kind: str, now: datetime) ->
     ``None``. Marks the token used at most once a minute (so reads do not write on every call)."""
     if not secret or len(secret) > 200:
         return None
-    row = session.scalar(select(AuthToken).where(AuthToken.token_hash == _token_hash(secret), AuthToken.kind == kind))
-    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+    # one query for the token, its user and their grids, as columns: loading the token and the user as
+    # objects and the grids apart was three round trips and a tenth of a request's CPU (issue 9)
+    rows = session.execute(
+        select(AuthToken.id, AuthToken.revoked_at, AuthToken.expires_at, AuthToken.last_used_at, AuthToken.csrf_token,
+               User.id, User.username, User.display_name, User.role, User.unit_id, User.active, UserGrid.grid_id)
+        .join(User, User.id == AuthToken.user_id).outerjoin(UserGrid, UserGrid.user_id == User.id)
+        .where(AuthToken.token_hash == _token_hash(secret), AuthToken.kind == kind)).all()
+    if not rows:
         return None
-    user = session.get(User, row.user_id)
-    if user is None or not user.active:
+    token_id, revoked_at, expires_at, last_used_at, csrf_token, user_id, username, display_name, role, unit_id, \
+        active, _ = rows[0]
+    if revoked_at is not None or (expires_at is not None and expires_at <= now) or not active:
         return None
-    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
-        row.last_used_at = now
-    return Principal(user_id=user.id, username=user.username, display_name=user.display_name, role=Role(user.role),
-                     unit_id=user.unit_id, grid_ids=grid_ids_of(session, user.id), csrf_token=row.csrf_token,
-                     via=kind, token_id=row.id)
+    if last_used_at is None or now - last_used_at > timedelta(minutes=1):
+        session.execute(update(AuthToken).where(AuthToken.id == token_id).values(last_used_at=now))
+    grids = tuple(sorted(row[-1] for row in rows if row[-1] is not None))
+    return Principal(user_id=user_id, username=username, display_name=display_name, role=Role(role),
+                     unit_id=unit_id, grid_ids=grids, csrf_token=csrf_token, via=kind, token_id=token_id)
 
 
 def csrf_matches(expected: str, given: str | None) -> bool:

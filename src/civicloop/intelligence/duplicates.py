@@ -105,6 +105,41 @@ def normalise_field(text: str | None) -> str:
     return normalise_text(text)
 
 
+KEY_DIGEST_BYTES = 8
+"""Bytes of the BLAKE2b digests :func:`text_key` and :func:`place_key` return (as 16 hex digits): two
+different texts share one with probability 2⁻⁶⁴, and the caller verifies every text it fetches anyway."""
+PLACE_KEY_EMPTY = "-"
+""":func:`place_key` of a label that normalises to nothing: a place is known (``Candidate.has_place``) but
+matches no other (:func:`same_place` compares non-empty normalised labels only)."""
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=KEY_DIGEST_BYTES).hexdigest()
+
+
+def text_key(title: str | None, detail: str | None) -> str | None:
+    """Return the key under which a request is stored for the exact-copy search: 16 hex digits
+    (BLAKE2b, :data:`KEY_DIGEST_BYTES`) of :func:`normalise` of its title and body, ``None`` when that is
+    empty (an empty text is never an exact copy, :func:`find_master`).
+
+    Two requests with equal normalised title + body have equal keys, so the database can pick the open
+    requests a new one may copy verbatim without reading their texts (issue 9, docs/benchmarks.md)."""
+    key = normalise(title, detail)
+    return _digest(key) if key else None
+
+
+def place_key(label: str | None) -> str | None:
+    """Return the key of a place label for :func:`same_place`: 16 hex digits (BLAKE2b) of
+    :func:`normalise_field` of ``label``; :data:`PLACE_KEY_EMPTY` for a label that normalises to
+    nothing; ``None`` for no label. Two labels are the same place exactly when their keys are equal
+    and not ``PLACE_KEY_EMPTY``, so a key can stand in for its label in :class:`Candidate`
+    (``place_label``) and in an indexed column."""
+    if not label:
+        return None
+    normalised = normalise_field(label)
+    return _digest(normalised) if normalised else PLACE_KEY_EMPTY
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A request as duplicate detection sees it.
@@ -124,16 +159,18 @@ class Candidate:
     place_label: str | None = None
     category: str | None = None
     master_id: RequestId | None = None
-    title_key: str = field(init=False, repr=False, compare=False)
-    """The title normalised (:func:`normalise_field`)."""
-    body_key: str = field(init=False, repr=False, compare=False)
-    """The body normalised (:func:`normalise_field`)."""
+    title_key: str | None = field(default=None, repr=False, compare=False)
+    """The title normalised (:func:`normalise_field`): given by a caller that keeps the normalised texts
+    of the requests it compares again and again (``requests.triage_steps``), else computed here."""
+    body_key: str | None = field(default=None, repr=False, compare=False)
+    """The body normalised (:func:`normalise_field`), given or computed as ``title_key``."""
     _key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # computed once, here, rather than by functools.cached_property: before Python 3.12 that takes
         # one lock per class, which the threads of a server process contended for (issue 9)
-        title_key, body_key = normalise_field(self.title), normalise_field(self.detail)
+        title_key = normalise_field(self.title) if self.title_key is None else self.title_key
+        body_key = normalise_field(self.detail) if self.body_key is None else self.body_key
         object.__setattr__(self, "title_key", title_key)
         object.__setattr__(self, "body_key", body_key)
         object.__setattr__(self, "_key", title_key + body_key)
@@ -223,18 +260,7 @@ def _body_similarity(a: str, b: str, cutoff: float) -> float:
     ``cutoff`` (0–1) only lets rapidfuzz stop early: a score below it may come back as the ratio alone."""
     if not a or not b:
         return 0.0
-    a, b = a[:BODY_CHARS], b[:BODY_CHARS]
-    score = fuzz.ratio(a, b)
-    short, long_ = sorted((len(a), len(b)))
-    # partial_ratio costs ~25 times ratio: only where lengths differ enough for it to differ from ratio
-    # and where ratio says the bodies share a good part (unrelated bodies score about 30).
-    if (
-        score >= PARTIAL_MIN_RATIO
-        and short >= PARTIAL_MIN_CHARS
-        and PARTIAL_MIN_SHARE * long_ <= short < PARTIAL_MAX_SHARE * long_
-    ):
-        score = max(score, fuzz.partial_ratio(a, b, score_cutoff=max(score, 100 * cutoff)))
-    return score / 100.0
+    return _body_score(a, b, fuzz.ratio(a[:BODY_CHARS], b[:BODY_CHARS]), cutoff)
 
 
 def similarity(a: Candidate, b: Candidate, *, score_cutoff: float = 0.0) -> float:
@@ -247,7 +273,8 @@ def similarity(a: Candidate, b: Candidate, *, score_cutoff: float = 0.0) -> floa
     side lacks a title (or a body) the other field alone counts. ``score_cutoff`` (0–1) is a speed hint:
     a result below it may be lower than the full score; a result at or above it is the full score. Never raises. The
     weights were chosen by reading candidate pairs of the Teddy Cup 2020 C data (docs/intelligence.md)."""
-    title_a, title_b, body_a, body_b = a.title_key, b.title_key, a.body_key, b.body_key
+    # always set by Candidate.__post_init__; ``or`` only narrows the type
+    title_a, title_b, body_a, body_b = a.title_key or "", b.title_key or "", a.body_key or "", b.body_key or ""
     if title_a + body_a == title_b + body_b:
         return 1.0 if title_a + body_a else 0.0
     has_title = bool(title_a and title_b)
@@ -265,6 +292,68 @@ def similarity(a: Candidate, b: Candidate, *, score_cutoff: float = 0.0) -> floa
     if has_body:
         return _body_similarity(body_a, body_b, score_cutoff)
     return 0.0
+
+
+def similarities(new: Candidate, others: Sequence[Candidate], cutoffs: Sequence[float]) -> list[float]:
+    """Return :func:`similarity` of ``new`` with each of ``others`` at its cutoff in ``cutoffs`` (0–1, one
+    per other): every result at or above its cutoff is the full score :func:`similarity` returns, every
+    result below it is below it there too, so a decision ``score >= cutoff`` is the same.
+
+    The ``fuzz.ratio`` of the titles and of the bodies' first ``BODY_CHARS`` characters are computed for
+    all pairs at once (rapidfuzz ``process.cdist``, which prepares ``new``'s texts once: about 2 µs a pair
+    of bodies instead of 6, issue 9); the rest is :func:`similarity`'s rule, pair by pair. Raises
+    ``ValueError`` when the lengths of ``others`` and ``cutoffs`` differ."""
+    if len(others) != len(cutoffs):
+        raise ValueError(f"{len(others)} candidates but {len(cutoffs)} cutoffs")
+    if not others:
+        return []
+    import numpy as np
+    from rapidfuzz import process
+
+    title_a, body_a = new.title_key or "", new.body_key or ""
+    titles = process.cdist([title_a], [o.title_key or "" for o in others], scorer=fuzz.ratio, dtype=np.float64,
+                           workers=1)[0]
+    bodies = process.cdist([body_a[:BODY_CHARS]], [(o.body_key or "")[:BODY_CHARS] for o in others],
+                           scorer=fuzz.ratio, dtype=np.float64, workers=1)[0]
+    key = new.key()
+    out: list[float] = []
+    for index, other in enumerate(others):
+        title_b, body_b, cutoff = other.title_key or "", other.body_key or "", cutoffs[index]
+        if other.key() == key:
+            out.append(1.0 if key else 0.0)
+            continue
+        has_title, has_body = bool(title_a and title_b), bool(body_a and body_b)
+        if has_title and has_body:
+            title = float(titles[index]) / 100.0
+            needed = (cutoff - TITLE_WEIGHT * title) / (1 - TITLE_WEIGHT)
+            # past reach (needed > 1): the plain ratio, as similarity() returns it
+            body = _body_score(body_a, body_b, float(bodies[index]), needed) if needed <= 1.0 else \
+                float(bodies[index]) / 100.0
+            out.append(TITLE_WEIGHT * title + (1 - TITLE_WEIGHT) * body)
+        elif has_title:
+            out.append(float(titles[index]) / 100.0)
+        elif has_body:
+            out.append(_body_score(body_a, body_b, float(bodies[index]), cutoff))
+        else:
+            out.append(0.0)
+    return out
+
+
+def _body_score(a: str, b: str, ratio: float, cutoff: float) -> float:
+    """:func:`_body_similarity` of two non-empty normalised bodies whose ``fuzz.ratio`` (of their first
+    ``BODY_CHARS`` characters, 0–100) is already known."""
+    a, b = a[:BODY_CHARS], b[:BODY_CHARS]
+    score = ratio
+    short, long_ = sorted((len(a), len(b)))
+    # partial_ratio costs ~25 times ratio: only where lengths differ enough for it to differ from ratio
+    # and where ratio says the bodies share a good part (unrelated bodies score about 30).
+    if (
+        score >= PARTIAL_MIN_RATIO
+        and short >= PARTIAL_MIN_CHARS
+        and PARTIAL_MIN_SHARE * long_ <= short < PARTIAL_MAX_SHARE * long_
+    ):
+        score = max(score, fuzz.partial_ratio(a, b, score_cutoff=max(score, 100 * cutoff)))
+    return score / 100.0
 
 
 def _days_words(days: float) -> str:
@@ -309,6 +398,8 @@ def find_master(
     start = end - timedelta(days=window_days)
     key = new.key()
     best: tuple[tuple[int, float, datetime, str], Candidate, float, str | None] | None = None
+    scored: list[tuple[Candidate, datetime, str | None]] = []  # near candidates, scored together below
+    cutoffs: list[float] = []
     for other in open_requests:
         if other.id == new.id:
             continue
@@ -337,12 +428,16 @@ def find_master(
             continue
         else:  # a place missing on either side: only a near-verbatim copy counts
             place, needed = None, max(threshold, NEAR_EXACT)
-        score = similarity(new, other, score_cutoff=needed)
-        if score < needed:
-            continue
-        rank = (1, -score, other_created, str(other.id))
-        if best is None or rank < best[0]:
-            best = (rank, other, score, place)
+        scored.append((other, other_created, place))
+        cutoffs.append(needed)
+    if scored and (best is None or best[0][0] != 0):  # an exact match wins over any near one
+        scores = similarities(new, [other for other, _, _ in scored], cutoffs)
+        for (other, other_created, place), score, needed in zip(scored, scores, cutoffs, strict=True):
+            if score < needed:
+                continue
+            rank = (1, -score, other_created, str(other.id))
+            if best is None or rank < best[0]:
+                best = (rank, other, score, place)
     if best is None:
         return None
     rank, other, score, place = best

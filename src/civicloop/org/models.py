@@ -23,7 +23,12 @@ class UnitKind(StrEnum):
 
 class OrgUnit(Base):
     """A handling unit. ``parent`` is the unit it reports to (a community's street, a street's
-    district; a department's or a utility's district, or none for a city-level one)."""
+    district; a department's or a utility's district, or none for a city-level one).
+
+    ``parent`` and ``grids`` load when first read (one query each), not with every unit: intake
+    reads units to check and name them, and joining three ancestors and selecting the grids with
+    their polygons made each read three queries (issue 9). Walks up the hierarchy for many grids use
+    the cached ``org.service.grid_place`` instead."""
 
     __tablename__ = "org_units"
 
@@ -36,8 +41,8 @@ class OrgUnit(Base):
     contact_phone: Mapped[str] = mapped_column(String(40), default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    parent: Mapped[OrgUnit | None] = relationship(remote_side="OrgUnit.id", lazy="joined", join_depth=3)
-    grids: Mapped[list[Grid]] = relationship(back_populates="community", lazy="selectin")
+    parent: Mapped[OrgUnit | None] = relationship(remote_side="OrgUnit.id", lazy="select")
+    grids: Mapped[list[Grid]] = relationship(back_populates="community", lazy="select")
 
 
 class Grid(Base):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from shapely import STRtree
 from shapely.geometry import Point, shape
 from sqlalchemy import Row, event, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from civicloop.core import audit
 from civicloop.core.errors import FieldError, NotFound
@@ -121,17 +123,145 @@ def list_grids(session: Session) -> Sequence[Grid]:
     return session.scalars(select(Grid).order_by(Grid.id)).all()
 
 
+@dataclass(frozen=True)
+class GridPlace:
+    """What intake needs of a grid, without its polygon: its id and name, and the community, street and
+    district it lies in (``None`` where the hierarchy has none)."""
+
+    id: int
+    name: str
+    community_id: int
+    street_id: int | None
+    district_id: int | None
+
+
+@dataclass(frozen=True)
+class _GridIndex:
+    places: dict[int, GridPlace]
+    ids: list[int]  # in the order of ``shapes`` (by id)
+    shapes: list[Any]
+    tree: STRtree
+
+
+_grid_indexes: dict[str, tuple[tuple[int, ...], _GridIndex]] = {}
+_grid_lock = threading.Lock()
+_grid_edits = 0
+
+
+def _count_grid_edit(session: Session) -> None:
+    global _grid_edits
+    session.info.pop("grids_edited", None)
+    with _grid_lock:
+        _grid_edits += 1
+
+
+@event.listens_for(Grid, "after_insert")
+@event.listens_for(Grid, "after_update")
+@event.listens_for(Grid, "after_delete")
+def _grid_edited(_mapper: Any, connection: Any, _target: Grid) -> None:
+    # counted after commit, as the gazetteer's edits: a reader must not rebuild before the rows are visible
+    session = object_session(_target)
+    if session is None:
+        return
+    session.info.pop("grid_index", None)
+    if not session.info.get("grids_edited"):
+        session.info["grids_edited"] = True
+        event.listen(session, "after_commit", _count_grid_edit, once=True)
+
+
+def grids_version(session: Session) -> tuple[int, ...]:
+    """Return a cheap fingerprint of the grids: their count and largest id (one aggregate query), and
+    the number of grid edits this process committed through the ORM. Grids are only ever added by the
+    importers, so a new grid changes the count and the largest id; an edit made outside this process
+    that keeps both is not seen (``clear_grid_cache``)."""
+    count, largest = session.execute(select(func.count(), func.max(Grid.id)).select_from(Grid)).one()
+    return (int(count or 0), int(largest or 0), _grid_edits)
+
+
+def _grid_index(session: Session) -> _GridIndex:
+    """Return the grids' spatial index (shapely ``STRtree`` over their polygons) and places, built once
+    per database and :func:`grids_version`; safe across threads. The version is read once per
+    transaction of ``session`` (intake asks three times per request): grids this session adds through
+    the ORM make it read again."""
+    transaction = session.get_transaction()
+    memo = session.info.get("grid_index")
+    if memo is not None and transaction is not None and memo[0] is transaction:
+        return memo[1]
+    index = _current_grid_index(session)
+    transaction = session.get_transaction()  # begun by the version query if there was none
+    if transaction is not None:
+        session.info["grid_index"] = (transaction, index)
+    return index
+
+
+def _current_grid_index(session: Session) -> _GridIndex:
+    bind = session.get_bind()
+    database = bind.url.render_as_string(hide_password=True) if hasattr(bind, "url") else str(id(bind))
+    version = grids_version(session)
+    cached = _grid_indexes.get(database)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    units = {uid: (kind, parent) for uid, kind, parent in session.execute(
+        select(OrgUnit.id, OrgUnit.kind, OrgUnit.parent_id))}
+
+    def ancestor(unit_id: int | None, kind: UnitKind) -> int | None:
+        for _ in range(16):  # bounded as ancestor_of_kind: a cycle in bad data must not hang a request
+            if unit_id is None or unit_id not in units:
+                return None
+            if units[unit_id][0] == kind:
+                return unit_id
+            unit_id = units[unit_id][1]
+        return None
+
+    places: dict[int, GridPlace] = {}
+    shapes = []
+    for grid_id, name, community_id, geometry in session.execute(
+            select(Grid.id, Grid.name, Grid.community_id, Grid.geometry).order_by(Grid.id)):
+        places[grid_id] = GridPlace(id=grid_id, name=name, community_id=community_id,
+                                    street_id=ancestor(community_id, UnitKind.STREET),
+                                    district_id=ancestor(community_id, UnitKind.DISTRICT))
+        shapes.append(shape(geometry))
+    index = _GridIndex(places=places, ids=list(places), shapes=shapes, tree=STRtree(shapes))
+    with _grid_lock:
+        _grid_indexes[database] = (version, index)
+    return index
+
+
+def clear_grid_cache() -> None:
+    """Forget every cached grid index (tests that rebuild a database with the same grid ids use it)."""
+    with _grid_lock:
+        _grid_indexes.clear()
+
+
+def grid_place(session: Session, grid_id: int | None) -> GridPlace | None:
+    """Return what intake needs of grid ``grid_id`` (:class:`GridPlace`), or ``None`` for ``None`` or an
+    unknown id: from the cached grid index (one aggregate query to check it is current)."""
+    if grid_id is None:
+        return None
+    return _grid_index(session).places.get(grid_id)
+
+
+def locate_grid_place(session: Session, *, lat: float, lon: float) -> GridPlace | None:
+    """Return the :class:`GridPlace` of the grid whose polygon covers the point (``lat``, ``lon``), or
+    ``None``: as :func:`locate_grid` (GeoJSON order, lowest id on a shared edge), through the cached
+    spatial index (shapely ``STRtree``: the grids whose bounding box holds the point, then their
+    polygons), so the cost does not grow with the number of grids (issue 9)."""
+    index = _grid_index(session)
+    point = Point(lon, lat)
+    for position in sorted(int(i) for i in index.tree.query(point)):  # ids ascend with positions
+        if index.shapes[position].covers(point):
+            return index.places[index.ids[position]]
+    return None
+
+
 def locate_grid(session: Session, *, lat: float, lon: float) -> Grid | None:
     """Return the grid whose polygon contains the point (``lat``, ``lon``), or ``None``.
 
     GeoJSON orders coordinates (longitude, latitude) (RFC 7946 §3.1.1). A point on a shared edge
-    goes to the grid with the lowest id.
+    goes to the grid with the lowest id. Found through :func:`locate_grid_place`'s index.
     """
-    point = Point(lon, lat)
-    for grid in list_grids(session):
-        if shape(grid.geometry).covers(point):
-            return grid
-    return None
+    found = locate_grid_place(session, lat=lat, lon=lon)
+    return session.get(Grid, found.id) if found is not None else None
 
 
 # --- the gazetteer (地名库) ------------------------------------------------------------------------

@@ -15,8 +15,16 @@ from civicloop.core.crypto import citizen_key
 from civicloop.core.errors import FieldError, RuleViolation
 from civicloop.core.settings import Settings
 from civicloop.core.validation import first_mobile, mask_phones_in_text
-from civicloop.org.models import OrgUnit, UnitKind
-from civicloop.org.service import ancestor_of_kind, get_grid, locate_grid, require_unit
+from civicloop.intelligence import duplicates
+from civicloop.org.models import Grid, OrgUnit, UnitKind
+from civicloop.org.service import (
+    GridPlace,
+    ancestor_of_kind,
+    get_grid,
+    grid_place,
+    locate_grid_place,
+    require_unit,
+)
 from civicloop.requests.deadlines import response_due
 from civicloop.requests.models import (
     Channel,
@@ -58,36 +66,47 @@ def submit(session: Session, *, data: NewRequest, actor: Actor, now: datetime | 
     """File a new request in status ``submitted`` and return it.
 
     The grid is the one given, or the one whose polygon holds (lat, lon); street and district
-    follow from the grid's community. The deadline tier is the one given, else the category's,
-    else 7 working days. Raises ``FieldError`` for an unknown grid or category.
+    follow from the grid's community, and the grid's name is the request's place label for the
+    duplicate check (``place_key``, as ``requests.triage.locate`` labels it). The deadline tier is the
+    one given, else the category's, else 7 working days. Raises ``FieldError`` for an unknown grid or
+    category.
     """
     now = now_or(now)
-    grid = get_grid(session, grid_id=data.grid_id) if data.grid_id is not None else None
-    if grid is None and data.lat is not None and data.lon is not None:
-        grid = locate_grid(session, lat=data.lat, lon=data.lon)
+    grid: GridPlace | None = None
+    if data.grid_id is not None:  # the cached index, else the table (which raises for an unknown id)
+        grid = grid_place(session, data.grid_id) or grid_place_of(get_grid(session, grid_id=data.grid_id))
+    elif data.lat is not None and data.lon is not None:
+        grid = locate_grid_place(session, lat=data.lat, lon=data.lon)
     category = require_category(session, category_id=data.category_id) if data.category_id is not None else None
     tier = data.deadline_tier or (category.deadline_tier if category else DeadlineTier.DAYS_7)
     # a number the citizen typed into the text becomes their (encrypted) contact; the stored text keeps it masked
     phone = data.citizen_phone or first_mobile(data.description) or first_mobile(data.title)
-    street = ancestor_of_kind(grid.community, UnitKind.STREET) if grid else None
-    district = ancestor_of_kind(grid.community, UnitKind.DISTRICT) if grid else None
     request = ServiceRequest(
         channel=data.channel, title=mask_phones_in_text(data.title) or "",
         description=mask_phones_in_text(data.description) or "",
         citizen_name=data.citizen_name, citizen_phone=phone, citizen_id_number=data.citizen_id_number,
         citizen_key=citizen_key(phone) if phone else None, address=data.address,
         lat=data.lat, lon=data.lon, grid_id=grid.id if grid else None,
-        street_id=street.id if street else None, district_id=district.id if district else None,
+        street_id=grid.street_id if grid else None, district_id=grid.district_id if grid else None,
         category_id=category.id if category else None, deadline_tier=str(tier),
         support_count=data.support_count, status=RequestStatus.SUBMITTED, external_id=data.external_id,
         submitted_by_user_id=data.submitted_by_user_id, created_at=now, updated_at=now, version=1,
-        return_count=0, reopen_count=0, fallback=False,
+        return_count=0, reopen_count=0, fallback=False, place_key=duplicates.place_key(grid.name) if grid else None,
     )
     session.add(request)
     session.flush()
     record(session, request=request, action=Action.SUBMIT, actor=actor, now=now, to_status=RequestStatus.SUBMITTED,
            data={"channel": str(data.channel)})
     return request
+
+
+def grid_place_of(grid: Grid) -> GridPlace:
+    """Return a grid loaded from the table as :class:`~civicloop.org.service.GridPlace` (its community's
+    street and district by :func:`~civicloop.org.service.ancestor_of_kind`)."""
+    street = ancestor_of_kind(grid.community, UnitKind.STREET)
+    district = ancestor_of_kind(grid.community, UnitKind.DISTRICT)
+    return GridPlace(id=grid.id, name=grid.name, community_id=grid.community_id,
+                     street_id=street.id if street else None, district_id=district.id if district else None)
 
 
 def accept(

@@ -83,8 +83,22 @@ class SupervisionReason(StrEnum):
     MANUAL = "manual"  # 督办人员发起
 
 
+def _text_key(context: Any) -> str | None:
+    """Column default of ``ServiceRequest.text_key``: the digest of the inserted title and body."""
+    from civicloop.intelligence.duplicates import text_key
+
+    values = context.get_current_parameters()
+    return text_key(values.get("title"), values.get("description"))
+
+
 class ServiceRequest(Base):
-    """A citizen's request (诉求). The citizen's contact is stored and only ever shown masked."""
+    """A citizen's request (诉求). The citizen's contact is stored and only ever shown masked.
+
+    ``text_key`` and ``place_key`` serve the duplicate check (``requests.triage_steps.find_duplicate``):
+    the digest of the normalised title + body (``intelligence.duplicates.text_key``; filled at insert
+    from the texts, which are never edited after filing) and of the place label intake found
+    (``intelligence.duplicates.place_key``; set by triage), both indexed so that the database returns
+    only the open requests that can be a copy, instead of every open request of the window."""
 
     __tablename__ = "service_requests"
 
@@ -121,6 +135,8 @@ class ServiceRequest(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)
+    text_key: Mapped[str | None] = mapped_column(String(16), index=True, default=_text_key)
+    place_key: Mapped[str | None] = mapped_column(String(16), index=True)
 
     work_orders: Mapped[list[WorkOrder]] = relationship(
         back_populates="request", order_by="WorkOrder.id", lazy="selectin"

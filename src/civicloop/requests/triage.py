@@ -40,9 +40,9 @@ from civicloop.catalog.service import find_category, require_category
 from civicloop.core.errors import FieldError, Forbidden
 from civicloop.core.settings import Settings
 from civicloop.core.validation import mask_phones_in_text
-from civicloop.intelligence import model_store
+from civicloop.intelligence import duplicates, model_store
 from civicloop.org.models import UnitKind
-from civicloop.org.service import ancestor_of_kind, find_grid, find_unit, require_unit
+from civicloop.org.service import GridPlace, ancestor_of_kind, find_grid, find_unit, grid_place, require_unit
 from civicloop.requests import intake, triage_steps
 from civicloop.requests.models import (
     RejectReason,
@@ -143,19 +143,22 @@ def locate(session: Session, request: ServiceRequest) -> dict[str, Any]:
 
     A grid (given or from coordinates, set at filing) wins; else the gazetteer match of the address
     and text. Returns ``{"district_id", "street_id", "grid_id", "label", "why", "source",
-    "mentions"}`` (ids ``None`` where unknown)."""
+    "mentions"}`` (ids ``None`` where unknown). The label's key (``duplicates.place_key``) is stored as
+    ``place_key``, where later duplicate checks look for requests at the same place."""
     if request.grid_id is not None:
-        grid = find_grid(session, request.grid_id)
+        grid = grid_place(session, request.grid_id) or _grid_place(session, request.grid_id)
         assert grid is not None
+        label_key = duplicates.place_key(grid.name)
+        if request.place_key != label_key:  # set at filing (intake.submit) unless the grid changed since
+            request.place_key = label_key
         return {"district_id": request.district_id, "street_id": request.street_id, "grid_id": grid.id,
                 "label": grid.name, "why": "网格（坐标或指定）", "source": "grid", "mentions": []}
     found = triage_steps.find_place(session, request)
     if found["grid_id"] is not None:
-        grid = find_grid(session, found["grid_id"])
-        if grid is not None:
-            request.grid_id = grid.id
-            street = ancestor_of_kind(grid.community, UnitKind.STREET)
-            found["street_id"] = found["street_id"] or (street.id if street else None)
+        place = grid_place(session, found["grid_id"]) or _grid_place(session, found["grid_id"])
+        if place is not None:
+            request.grid_id = place.id
+            found["street_id"] = found["street_id"] or place.street_id
     if found["street_id"] is not None and found["district_id"] is None:
         street = find_unit(session, found["street_id"])
         district = ancestor_of_kind(street, UnitKind.DISTRICT) if street else None
@@ -164,15 +167,22 @@ def locate(session: Session, request: ServiceRequest) -> dict[str, Any]:
         request.street_id = found["street_id"]
     if found["district_id"] is not None:
         request.district_id = found["district_id"]
+    request.place_key = duplicates.place_key(found["label"] or None)
     session.flush()
     return found
+
+
+def _grid_place(session: Session, grid_id: int) -> GridPlace | None:
+    """The grid from the table, for an id the cached index does not know (yet)."""
+    grid = find_grid(session, grid_id)
+    return intake.grid_place_of(grid) if grid is not None else None
 
 
 def route_place(session: Session, request: ServiceRequest) -> routing.RoutePlace:
     """Return the request's place as the routing table sees it (district, street, community ids)."""
     community_id = None
     if request.grid_id is not None:
-        grid = find_grid(session, request.grid_id)
+        grid = grid_place(session, request.grid_id) or _grid_place(session, request.grid_id)
         community_id = grid.community_id if grid else None
     return routing.RoutePlace(district_id=request.district_id, street_id=request.street_id,
                               community_id=community_id)
@@ -195,12 +205,13 @@ def classify(
     if stored is None:
         return [], ["no_model"], None
     prediction = stored.model.predict(request.title, request.description)
-    rules = routing.active_rules(session)  # once for the three suggestions
+    rules = routing.active_rules(session)  # once for the three suggestions, as the category tree
+    levels = triage_steps.levels_of(session)
     suggestions: list[Suggestion] = []
     for label, probability in prediction.top3:
         suggestion = Suggestion(label=label, probability=probability)
         category = triage_steps.refine_category(session, label=label, title=request.title,
-                                                detail=request.description)
+                                                detail=request.description, levels=levels)
         if category is not None:
             suggestion.category_id, suggestion.path = category.id, category.path
             suggestion.level_confidence = category.confidence

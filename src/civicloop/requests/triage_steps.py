@@ -7,24 +7,42 @@ back into ids. The matchers are cached per process and rebuilt when their source
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from itertools import islice
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    DateTime,
+    Select,
+    and_,
+    bindparam,
+    or_,
+    select,
+    true,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from civicloop.catalog.service import list_categories, tree_version
 from civicloop.core.settings import Settings
 from civicloop.intelligence import duplicates, places
 from civicloop.intelligence.levels import LevelPredictor
-from civicloop.requests.models import RequestStatus, ServiceRequest, Triage
+from civicloop.requests.models import RequestStatus, ServiceRequest
 
 OPEN = (RequestStatus.SUBMITTED, RequestStatus.ACCEPTED, RequestStatus.DISPATCHED, RequestStatus.IN_PROGRESS,
         RequestStatus.REPLIED)
 """Statuses of a request another can repeat: filed and not yet closed or rejected."""
 MAX_CANDIDATES = 500
-"""At most this many recent open requests (same district when known) are compared with a new one."""
+"""At most this many recent open requests (same district when known, at a place that can be the new
+one's) are compared with a new one, newest first."""
+MAX_SAME_TEXT = 50
+"""At most this many open requests with the same text (or, stored without a key, the same title)."""
 SURE_LEVELS = ("high",)
 """Confidence bands of ``intelligence.levels`` at which the finer category is taken: on the judged
 sample the band ``high`` was right 18 times of 18 at level 2, ``medium`` only 8 of 17
@@ -49,13 +67,96 @@ def find_place(session: Session, request: ServiceRequest) -> dict[str, Any]:
 
 # --- duplicates -----------------------------------------------------------------------------------
 
+CANDIDATE_CACHE = 20000
+"""Open requests :func:`find_duplicate` keeps as ``duplicates.Candidate`` (normalised texts included) per
+process, keyed by database and every column it reads of them (:data:`_COLUMNS`), so an entry is used
+only while the row is unchanged. A request is compared with every later one at its place as long as it
+is open, and reading, normalising and wrapping its text again each time was most of intake's CPU (issue
+9, docs/benchmarks.md). About 1.5 KB each, some 30 MB when full; then the oldest quarter goes."""
 
-def _candidate(request: ServiceRequest | Any, place_label: str | None = None) -> duplicates.Candidate:
-    return duplicates.Candidate(
-        id=request.id, title=request.title, detail=request.description, created_at=request.created_at,
-        district_id=request.district_id, street_id=request.street_id, grid_id=request.grid_id,
-        place_label=place_label, master_id=request.duplicate_of_id,
-    )
+_candidates: dict[tuple[Any, ...], duplicates.Candidate] = {}
+_candidates_lock = threading.Lock()
+
+
+def _database(session: Session) -> str:
+    bind = session.get_bind()
+    return bind.url.render_as_string(hide_password=True) if hasattr(bind, "url") else str(id(bind))
+
+
+def remember(database: str, row: tuple[Any, ...], candidate: duplicates.Candidate) -> None:
+    """Keep ``candidate``, built from ``row`` (the values of :data:`_COLUMNS`), for later duplicate checks
+    (:data:`CANDIDATE_CACHE`). A row without ``text_key`` is not kept: its text is not pinned by a key."""
+    if row[-1] is None:
+        return
+    with _candidates_lock:
+        if len(_candidates) >= CANDIDATE_CACHE:
+            for stale in list(islice(_candidates, CANDIDATE_CACHE // 4)):
+                del _candidates[stale]
+        _candidates[(database, *row)] = candidate
+
+
+def clear_candidate_cache() -> None:
+    """Forget every cached candidate (tests that compare the cache's answers with fresh reads use it)."""
+    with _candidates_lock:
+        _candidates.clear()
+
+
+_TABLE = ServiceRequest.__table__
+_COLUMNS = (_TABLE.c.id, type_coerce(_TABLE.c.created_at, DateTime(timezone=True)).label("created_at"),
+            _TABLE.c.district_id, _TABLE.c.street_id, _TABLE.c.grid_id, _TABLE.c.place_key, _TABLE.c.duplicate_of_id,
+            _TABLE.c.text_key)
+"""What the duplicate check reads of a candidate before its text (which the cache usually has); the last
+is ``text_key``. ``created_at`` as the driver returns it (PostgreSQL: aware, in the session's zone;
+SQLite: naive UTC, made aware in :func:`find_duplicate`), not through ``UTCDateTime``, whose conversion
+of up to 500 rows per request was 7 % of a server worker's time: an instant is an instant in any zone."""
+_TEXTS = select(_TABLE.c.id, _TABLE.c.title, _TABLE.c.description).where(
+    _TABLE.c.id.in_(bindparam("ids", expanding=True)))
+
+
+@lru_cache(maxsize=64)
+def candidate_statement(*, key: bool, district: bool, grid: bool, street: bool, label: bool) -> CompoundSelect:
+    """Return the query (rows of :data:`_COLUMNS`) of the open requests that
+    :func:`civicloop.intelligence.duplicates.find_master` can match with a new request, for a request
+    with (``True``) or without a text key, district, grid, street and usable place label key:
+
+    * the same normalised text at any time (``text_key`` = ``:key``; rows stored without a key, by a
+      bulk load that bypassed the ORM, by the same ``:title`` as before); at most :data:`MAX_SAME_TEXT`;
+    * filed since ``:since`` (the window) in the request's ``:district`` or none: when the request has a
+      place, one member per place that :func:`~civicloop.intelligence.duplicates.same_place` can find
+      equal to it (same ``:grid``; same ``:street`` without both grids; same ``:label`` key without both
+      grids or both streets) and one for requests without any place (only a near-verbatim copy counts
+      then); without a place, all of them. Each newest first, at most :data:`MAX_CANDIDATES`.
+
+    A request the query leaves out fails ``find_master``'s place test, so the answer is the one the whole
+    window gives (before issue 9 the newest 500 of the district were read, whatever their place). Each
+    place is its own member so that the database can use that column's index. Parameters: ``request_id``
+    (left out) and those named above. One statement per shape, built once (cached): SQLAlchemy then
+    reuses its compiled form."""
+    table = _TABLE
+    is_open = (table.c.id != bindparam("request_id"), table.c.status.in_([str(s) for s in OPEN]))
+    members: list[Select[Any]] = []
+    if key:
+        members.append(select(*_COLUMNS).where(*is_open, table.c.text_key == bindparam("key")).limit(MAX_SAME_TEXT))
+    members.append(select(*_COLUMNS).where(*is_open, table.c.text_key.is_(None), table.c.title == bindparam("title"))
+                   .limit(MAX_SAME_TEXT))
+    recent = select(*_COLUMNS).where(*is_open, table.c.created_at >= bindparam("since"))
+    if district:
+        recent = recent.where(or_(table.c.district_id == bindparam("district"), table.c.district_id.is_(None)))
+    no_grid = [table.c.grid_id.is_(None)] if grid else []
+    no_street = [table.c.street_id.is_(None)] if street else []
+    places: list[ColumnElement[bool]] = []
+    if grid or street or label:
+        places.append(and_(table.c.grid_id.is_(None), table.c.street_id.is_(None), table.c.place_key.is_(None)))
+    if grid:
+        places.append(table.c.grid_id == bindparam("grid"))
+    if street:
+        places.append(and_(table.c.street_id == bindparam("street"), *no_grid))
+    if label:
+        places.append(and_(table.c.place_key == bindparam("label"), *no_grid, *no_street))
+    for place in places or [true()]:
+        members.append(recent.where(place).order_by(table.c.created_at.desc()).limit(MAX_CANDIDATES))
+    # each member a subquery: SQLite allows LIMIT only there
+    return union_all(*(select(member.subquery()) for member in members))
 
 
 def find_duplicate(
@@ -63,41 +164,58 @@ def find_duplicate(
 ) -> duplicates.DuplicateMatch | None:
     """Return the open request that ``request`` repeats (重复件), or ``None``.
 
-    Compares it with open requests filed in the last ``duplicate_window_days`` (in its district when
-    that is known; at most :data:`MAX_CANDIDATES`, newest first) and with open requests of the very
-    same title at any time; :func:`civicloop.intelligence.duplicates.find_master` decides (same
-    place and similar text, or the same text)."""
-    columns = (ServiceRequest.id, ServiceRequest.title, ServiceRequest.description, ServiceRequest.created_at,
-               ServiceRequest.district_id, ServiceRequest.street_id, ServiceRequest.grid_id,
-               ServiceRequest.duplicate_of_id)
-    since = now - timedelta(days=settings.duplicate_window_days)
-    recent = select(*columns).where(ServiceRequest.id != request.id, ServiceRequest.status.in_(OPEN),
-                                    ServiceRequest.created_at >= since)
-    if request.district_id is not None:
-        recent = recent.where(or_(ServiceRequest.district_id == request.district_id,
-                                  ServiceRequest.district_id.is_(None)))
-    recent = recent.order_by(ServiceRequest.created_at.desc()).limit(MAX_CANDIDATES)
-    same_title = select(*columns).where(ServiceRequest.id != request.id, ServiceRequest.status.in_(OPEN),
-                                        ServiceRequest.title == request.title).limit(50)
-    rows = {row.id: row for query in (recent, same_title) for row in session.execute(query)}
-    if not rows:
-        return None
-    # a label decides the place only for a pair without both grids and without both streets
-    # (duplicates.same_place): don't read (and decode) the triage records of the others
-    wanted = {row_id: row for row_id, row in rows.items()
-              if not (request.grid_id is not None and row.grid_id is not None)
-              and not (request.street_id is not None and row.street_id is not None)}
-    labels = _place_labels(session, wanted) if wanted else {}
-    new = _candidate(request, place_label)
-    pool = [_candidate(row, labels.get(row.id)) for row in rows.values()]
-    return duplicates.find_master(new, pool, window_days=settings.duplicate_window_days,
-                                  threshold=settings.duplicate_threshold, now=now)
-
-
-def _place_labels(session: Session, rows: dict[int, Any]) -> dict[int, str]:
-    """Return the place label intake found for each of these requests (from their triage records)."""
-    found = session.execute(select(Triage.request_id, Triage.place).where(Triage.request_id.in_(list(rows))))
-    return {request_id: place.get("label") for request_id, place in found if place and place.get("label")}
+    Compares it with the open requests :func:`candidate_statement` returns (the same text at any time;
+    in the last ``duplicate_window_days``, in its district when that is known, those at a place that can
+    be its own); :func:`civicloop.intelligence.duplicates.find_master` decides (same place and similar
+    text, or the same text). ``place_label``: the label intake found for the request (stored on it as
+    ``place_key`` by :func:`civicloop.requests.triage.locate`). Candidates come from a per-process cache
+    (:data:`CANDIDATE_CACHE`) where it has them, else from the database."""
+    database = _database(session)
+    key = duplicates.text_key(request.title, request.description)
+    label_key = duplicates.place_key(place_label)
+    label = label_key is not None and label_key != duplicates.PLACE_KEY_EMPTY
+    new = duplicates.Candidate(
+        id=request.id, title=request.title, detail=request.description, created_at=request.created_at,
+        district_id=request.district_id, street_id=request.street_id, grid_id=request.grid_id,
+        place_label=label_key, master_id=request.duplicate_of_id)
+    statement = candidate_statement(key=key is not None, district=request.district_id is not None,
+                                    grid=request.grid_id is not None, street=request.street_id is not None,
+                                    label=label)
+    # -1 for a probe that is not stored (the operator's form): every id differs from it
+    params = {"request_id": request.id if request.id is not None else -1, "key": key, "title": request.title,
+              "since": now - timedelta(days=settings.duplicate_window_days), "district": request.district_id,
+              "grid": request.grid_id, "street": request.street_id, "label": label_key}
+    found = session.execute(statement, params).all()
+    if found and found[0][1].tzinfo is None:  # SQLite keeps UTC without a zone (core.db.UTCDateTime)
+        rows = {(row[0], row[1].replace(tzinfo=UTC), *row[2:]) for row in found}
+    else:
+        rows = {tuple(row) for row in found}
+    pool: list[duplicates.Candidate] = []
+    missing: dict[int, tuple[Any, ...]] = {}
+    cache = _candidates
+    for row in rows:
+        cached = cache.get((database, *row))
+        if cached is not None:
+            pool.append(cached)
+        else:
+            missing[row[0]] = row
+    ids = list(missing)
+    for start in range(0, len(ids), 1000):
+        for row_id, title, description in session.execute(_TEXTS, {"ids": ids[start:start + 1000]}).all():
+            rid, created_at, district_id, street_id, grid_id, place_key, master_id, _ = missing[row_id]
+            candidate = duplicates.Candidate(
+                id=rid, title="", detail="", created_at=created_at, district_id=district_id, street_id=street_id,
+                grid_id=grid_id, place_label=place_key, master_id=master_id,
+                title_key=duplicates.normalise_field(title), body_key=duplicates.normalise_field(description))
+            remember(database, missing[row_id], candidate)
+            pool.append(candidate)
+    match = duplicates.find_master(new, pool, window_days=settings.duplicate_window_days,
+                                   threshold=settings.duplicate_threshold, now=now) if pool else None
+    # the request as later checks will read it (if it stays open: else the entry is never looked up)
+    if request.id is not None:
+        remember(database, (request.id, request.created_at, request.district_id, request.street_id,
+                            request.grid_id, label_key, request.duplicate_of_id, key), new)
+    return match
 
 
 # --- second and third level -------------------------------------------------------------------------
@@ -132,11 +250,20 @@ def _predictor(session: Session) -> tuple[LevelPredictor | None, dict[str, int]]
     return cached
 
 
-def refine_category(session: Session, *, label: str, title: str, detail: str) -> RefinedCategory | None:
+def levels_of(session: Session) -> tuple[LevelPredictor | None, dict[str, int]]:
+    """Return what :func:`refine_category` reads of the category tree (the level predictor and the
+    category ids by path), to be passed to it when one request refines several labels: the tree's
+    version is then read once (one query) instead of once per label."""
+    return _predictor(session)
+
+
+def refine_category(session: Session, *, label: str, title: str, detail: str,
+                    levels: tuple[LevelPredictor | None, dict[str, int]] | None = None) -> RefinedCategory | None:
     """Return the deployment's category for the classifier's first-level ``label``: its level-2 and
     level-3 child when ``intelligence.levels`` is sure enough (band high), else the level-1
-    node itself. ``None`` when the tree has no first-level category of that name."""
-    predictor, ids = _predictor(session)
+    node itself. ``None`` when the tree has no first-level category of that name. ``levels``: the
+    tree as :func:`levels_of` returned it for this request (default: read now)."""
+    predictor, ids = levels if levels is not None else _predictor(session)
     if label not in ids:
         return None
     if predictor is None:
