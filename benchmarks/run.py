@@ -37,6 +37,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scale  # issue 9 at scale: benchmarks/scale.py
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "bench"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -236,33 +239,85 @@ Effect. In-process CPU per request 63.9 / 59.8 ms → 37.3 / 33.2 ms, wall 100 /
 Tried and not kept: uvloop + httptools (uvicorn[standard]) against asyncio + h11 at 2 workers, 24.6 / 25.8
 vs 30.2 / 29.3 requests/s at 16 / 64 connections, server CPU 44–46 vs 43–48 ms per request: no
 difference above the noise at 40+ ms of work per request, so not added; 4 instead of 40 threads per
-worker (anyio's limiter): 28.4 / 26.4 vs 23.6 / 27.2 requests/s, the same within the noise."""
+worker (anyio's limiter): 28.4 / 26.4 vs 23.6 / 27.2 requests/s, the same within the noise.
+
+**Second round (issue 9, items 1–2): what intake reads.** Measured the same way on the shared 2-core
+machine (load average 7–10: two other sessions at work, so single runs vary by ±15 %): in-process, 300
+held-out messages, one thread, PostgreSQL; over HTTP `benchmarks/http_intake.py --workers 2 --connections
+16 64 --seconds 15 --no-profile`, the tree before (commit 37718b5, run through `PYTHONPATH`) and after,
+alternately, four times each (the last two "after" runs with the last item below):
+
+* **Duplicate check reads only what can match** (`requests/triage_steps.py`, migration
+  `0009_duplicate_check_keys`): each request stores `text_key` (BLAKE2b digest of the normalised title +
+  body, filled at insert) and `place_key` (digest of the place label intake found), both indexed; one
+  `UNION ALL` statement (built once per shape, with bound parameters) returns the open requests with the
+  same text at any time and, in the window and district, those at a place `same_place` can find equal
+  (same grid; same street without both grids; same label key; no place at all). Before: the newest 500
+  open requests of the district with their texts, and their triage records for the labels. The answers
+  are those of `find_master` over every open request (`tests/test_intake_speedups.py`); the in-process
+  run files the same outcomes before and after (104 queued, 193 dispatched, 3 duplicates).
+* **Candidates cached per process** (20,000, keyed by every column read, so a changed row is read
+  again): an open request is fetched and normalised once, not once per later request at its place.
+* **Scores in one call** (`intelligence/duplicates.py` `similarities`): rapidfuzz `process.cdist` over all
+  candidates' titles and bodies (float64: the scores equal `similarity`'s), ~2 µs a pair of bodies
+  instead of ~6. The benchmark files its messages grid by grid, so a request still meets up to 500 open
+  requests at its grid: `find_duplicate` 8.5 → 3.1 ms of CPU per request in-process.
+* **Grids from a cached index** (`org/service.py` `grid_place`, `locate_grid_place`; `locate_grid` uses
+  it): a shapely `STRtree` over the polygons and each grid's community, street and district, rebuilt
+  when the grids' count, largest id or this process's ORM edits of grids change (one aggregate query per
+  transaction). Before: every grid with its polygon loaded and shaped per request with coordinates, the
+  community loaded and walked up for street and district, and the grid read twice more in triage (the
+  identity map had dropped it). submit 2.3 → 1.7 ms, locate 0.6 → 0.01 ms.
+* **Units lean** (`org/models.py`): `OrgUnit.parent` and `OrgUnit.grids` load when read (`select`), not
+  joined three deep and `selectin` with the polygons on every unit read (dispatch checks its units).
+* **Token in one query** (`core/auth.py` `principal_for`): token, user and grids as columns in one
+  statement (before: the token and the user loaded as objects and the grids apart, 9.5 % of a worker).
+* **Category tree read once per request** (`triage_steps.levels_of`): the tree's version was queried
+  for each of the three suggestions.
+* **Candidates' times as the driver gives them**: `created_at` of up to 500 candidate rows went through
+  `UTCDateTime`'s conversion (7 % of a worker in the profile below); an aware time from PostgreSQL is
+  compared as it is (SQLite's naive UTC gets its zone). In-process 15.2 → 14.0 ms per request.
+
+Effect. In-process CPU per request 23.4 → 14.0 ms, queries per intake 34 → 27. Over HTTP (2 workers):
+at 16 connections 33.3 / 42.1 / 38.4 / 39.6 → 55.6 / 55.2 / 48.7 / 55.6 requests/s, p99 1,344 / 888 /
+1,040 / 849 → 647 / 729 / 612 / 513 ms; at 64 connections 35.6 / 40.2 / 38.6 / 35.8 → 60.2 / 55.8 / 47.4
+/ 53.1 requests/s, p99 3,664 / 2,978 / 2,769 / 3,267 → 1,861 / 2,233 / 2,588 / 2,318 ms, dispatched p99
+3,736 / 2,984 / 2,787 / 3,356 → 1,863 / 2,323 / 2,588 / 2,330 ms; server CPU per request 27–37 → 20–26
+ms, PostgreSQL's 2.2–6.1 → 1.5–4.3 ms; no error, peak RSS 1,019–1,027 → 999–1,005 MB. pgbench in the
+same runs: 2,372–6,427 tps (the machine's load), so the ratio is about 0.013 (before about 0.009)."""
 
 HTTP_LEFT = """### What is left
 
-* The gap is CPU: 35–50 ms of server CPU per request (the profile above) plus 3–8 ms in PostgreSQL's
-  backend, where pgbench's insert costs well under 1 ms; two cores then hold ~40 requests/s at best.
-  Intelligent intake (triage) is about two thirds of it, and the duplicate check over 500 open
-  candidates (fetching their texts, building and comparing them) the largest part of that. Triage after
-  the answer (the 201 meaning "stored", a queue worker routing within the dispatch target) is the change
-  that could move the ratio by an order of magnitude; it changes what the answer contains, so it is a
-  design decision, not a local one. A stored normalised-text hash per request (a migration) would let
-  the database pick the few candidates that can match.
+* The gap is still CPU: 20–26 ms of server CPU per request plus 1.5–4 ms in PostgreSQL's backend,
+  against well under 1 ms for pgbench's insert; two cores hold ~60 requests/s. What remains (py-spy, one of 2
+  workers at 64 connections, 1,371 samples holding the GIL, before the last item above): `triage` 58 %
+  of the samples, in it `find_duplicate` 24 % (7 of them the time conversion since removed, `find_master`
+  8 %), `classify` 24 % (the routing of three suggestions in `catalog/routing.py`, 12 %: `route`,
+  `category_chain`, `find_category`, `_unit_states`, outside this change; the classifier's prediction
+  5 %), `submit` 7 %, `dispatch` 6 %, the audit chain 5 %, the request body's size check 7 %, the token
+  4 %; across them the ORM's work for ~27 statements (insert of the request, its events and audit
+  entries, the conditional updates of accept and dispatch, the work orders, the triage record) and
+  the commit. Triage after the answer remains the change that could move the ratio by an order of
+  magnitude; it is a design decision, not taken.
+* The duplicate check is linear in the open requests at the new request's place in the window (≤ 500
+  read per place). The benchmark files 593 messages into one grid before the next, so a request meets
+  up to 500 there (a busy grid of a real city has tens); the scores cost ~2 µs a pair, fetching the
+  rows about as much. Exact upper bounds on the score (length, character counts) could skip most
+  pairs before rapidfuzz; not tried.
+* `grids_version` counts the grids once per transaction (`count(*)`): constant for the sample city, a
+  short index scan for a city of thousands of grids. A grid changed outside the ORM of this process
+  with count and largest id kept is not seen until `clear_grid_cache` (the gazetteer's rule).
+* Walking up the unit hierarchy (`ancestor_of_kind`: places' `locate_point`, the gazetteer's checks,
+  `fallback_district`) now costs a query per level; intake no longer walks.
 * uvicorn's workers share one listening socket and asyncio accepts every pending connection at once, so
   clients that connect in a burst all land on one worker (16 connections opened together: workers at 0.91
   and 0.19 of a core). The benchmark opens them over a second, as clients arrive; a deployment behind
   a proxy that keeps few upstream connections has the same imbalance.
-* `org.service.locate_grid` loads every grid with its polygon and builds shapely shapes for each request
-  with coordinates (~4 % of intake's CPU with the sample city's 24 grids; linear in a real city's grids):
-  a cached STRtree keyed on the grids' version would make it constant.
-* `OrgUnit.grids` is loaded `selectin` and `parent` joined three deep for every unit read
-  (`org/models.py`), so each `session.get(OrgUnit)` in intake (submit, dispatch) costs two queries.
 * `core/auth.py` `principal_for` sets the token's `last_used_at` once a minute inside the request's
   transaction: requests in flight then with the same token wait on that row for the first one's commit
   (seen in `pg_stat_activity`); measured with one token for all 16 connections over 70 s: p99 968 ms
   against 1,036 ms with a token each, so below the noise here.
-* At 64 connections p99 is queueing: at ~30 requests/s, 64 requests in flight wait ~2 s on average
-  (Little's law), so the 25 ms and 1 s targets follow from the throughput one."""
+* At 64 connections p99 is queueing: at ~55 requests/s, 64 requests in flight wait ~1.2 s on average"""
 
 
 def _fmt(value: float, digits: int = 1) -> str:
@@ -364,8 +419,7 @@ def write_doc(results: dict[str, Any], info: dict[str, Any], quick: bool) -> Non
         lines.append(f"| {target} | {measured} | {status} |")
     if "rows" in results.get("http", {}):
         lines += http_section(results["http"])
-    lines += ["", "Not measured yet (issue 9): dashboard queries over 10⁷ requests, peak memory of",
-              "`civicloop analyze`, the replay of 10⁶ requests through import + classify + route.", ""]
+    lines += [*scale.doc_section(results), ""]
     DOC.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -386,7 +440,7 @@ def targets(results: dict[str, Any]) -> list[tuple[Any, ...]]:
                         if value < 60 else "slower than 60 s"))
     if "rows" in results.get("http", {}):
         out += http_targets(results["http"]["detail"])
-    return out
+    return out + scale.targets(results)
 
 
 def http_targets(detail: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -435,6 +489,9 @@ def main() -> int:
         "intake": lambda: bench_intake(args.quick, model_path),
         "analyze": lambda: bench_analyze(args.quick),
         "http": lambda: bench_http(args.quick, model_path),
+        "dashboard": lambda: scale.bench_dashboard(args.quick),  # issue 9, items 3, 5, 6: benchmarks/scale.py
+        "analyze_memory": lambda: scale.bench_analyze_memory(args.quick),
+        "replay": lambda: scale.bench_replay(args.quick, model_path),
     }
     results: dict[str, Any] = {}
     for name, bench in benches.items():

@@ -109,6 +109,7 @@ ENDPOINTS = [
     ep("GET", "/ledger", STAFF),
     ep("GET", "/ledger/export", STAFF),
     ep("GET", "/metrics", STAFF, params={"month": "2026-11"}),
+    ep("GET", "/dashboard", STAFF),
     ep("GET", "/analytics/findings", {"analyst", "supervisor", "dispatcher", "admin"}),
     ep("GET", "/analytics/findings/999999", {"analyst", "supervisor", "dispatcher", "admin"}, mutates=True),
     ep("POST", "/analytics/findings/999999/accept", {"analyst", "supervisor", "admin"}, mutates=True),

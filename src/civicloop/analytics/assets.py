@@ -137,12 +137,33 @@ def clean_road(candidate: str | None) -> str | None:
     return name
 
 
-def extract_assets(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Return one dict per request of ``reqs`` that names a failed facility: ``id``, ``created_at`` (local),
-    ``citizen``, ``title``, ``facility``, ``district``, ``street``, ``where`` (estate, road or place), ``building`` and
-    ``unit`` (``None`` when not named). The facility words and places are found in DuckDB (RE2) in the
-    title followed by the description's first ``OPENING`` characters; only the matching rows come to
-    Python. Raises ``duckdb.Error`` when ``reqs`` is missing."""
+class Report:
+    """One request that names a failed facility, read like a dict (``report["facility"]``) but stored in
+    slots: at 10⁷ requests about 2.4 million of them are held at once, and as dicts they took ~1 KB each
+    (docs/benchmarks.md, the memory of ``civicloop analyze``)."""
+
+    FIELDS = ("id", "created_at", "citizen", "title", "facility", "district", "street", "where", "building", "unit")
+    __slots__ = FIELDS
+
+    def __init__(self, *values: Any) -> None:
+        for name, value in zip(self.FIELDS, values, strict=True):
+            setattr(self, name, value)
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as a plain dict."""
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
+def extract_assets(conn: duckdb.DuckDBPyConnection) -> list[Report]:
+    """Return one :class:`Report` per request of ``reqs`` that names a failed facility: ``id``, ``created_at``
+    (local), ``citizen``, ``title``, ``facility``, ``district``, ``street``, ``where`` (estate, road or place),
+    ``building`` and ``unit`` (``None`` when not named). The facility words and places are found in DuckDB
+    (RE2) in the title followed by the description's first ``OPENING`` characters; only the matching rows
+    come to Python, in batches of :data:`BATCH` (names repeated from row to row are stored once). Raises
+    ``duckdb.Error`` when ``reqs`` is missing."""
     words = {w: name for name, pat, _ in FACILITIES for w in pat.split("|")}
     kind_of = {name: kind for name, _, kind in FACILITIES}
     alternation = "|".join(sorted(words, key=len, reverse=True))
@@ -161,9 +182,14 @@ def extract_assets(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
                CASE WHEN building IS NOT NULL THEN nullif(regexp_extract(t, '{ESTATE_RE}', 1), '') END AS estate,
                CASE WHEN building IS NULL THEN nullif(regexp_extract(t, '{ROAD_RE}', 1), '') END AS road
         FROM f
-    """).fetchall()
-    out = []
-    for rid, created, citizen, title, word, district, street, place, building, unit, estate, road in rows:
+    """)
+    out: list[Report] = []
+    names: dict[str, str] = {}
+
+    def shared(text: str | None) -> str | None:
+        return None if text is None else names.setdefault(text, text)
+
+    for rid, created, citizen, title, word, district, street, place, building, unit, estate, road in _batches(rows):
         facility = words[word]
         kind = kind_of[facility]
         if kind == "building":
@@ -176,19 +202,28 @@ def extract_assets(conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             b = u = None
         if not where:
             continue
-        out.append({"id": int(rid), "created_at": created, "citizen": citizen, "title": title, "facility": facility,
-                    "district": district, "street": street, "where": where, "building": b, "unit": u})
+        out.append(Report(int(rid), created, citizen, title, facility, shared(district), shared(street), shared(where),
+                          b, u))
     return out
 
 
-def _without_resends(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+BATCH = 100_000
+"""Rows fetched from DuckDB at a time by :func:`extract_assets`."""
+
+
+def _batches(result: duckdb.DuckDBPyConnection) -> Any:
+    while rows := result.fetchmany(BATCH):
+        yield from rows
+
+
+def _without_resends(items: list[Report]) -> list[Report]:
     """Drop a report whose citizen already sent a near-identical title about the same asset (rapidfuzz
     ratio ≥ 85): the same letter sent again is no new failure."""
     from rapidfuzz import fuzz
 
     if len(items) < 2:
         return items
-    kept: list[dict[str, Any]] = []
+    kept: list[Report] = []
     titles: dict[str, list[str]] = {}
     for r in items:
         seen = titles.setdefault(r["citizen"], []) if r["citizen"] is not None else None
@@ -237,12 +272,12 @@ def find_asset_failures(conn: duckdb.DuckDBPyConnection, *, min_failures: int = 
     assert span is not None
     data_start, data_end = span
     span_days = max((data_end - data_start).total_seconds() / 86400, 1.0)
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    groups: dict[tuple[Any, ...], list[Report]] = {}
     for r in rows:
         # a road's name recurs in other streets: a road facility is located by street and road
         area = r["district"] if r["building"] is not None else (r["street"] or r["district"])
         groups.setdefault((area or "", r["where"], r["building"], r["unit"], r["facility"]), []).append(r)
-    failures: dict[tuple[Any, ...], list[list[dict[str, Any]]]] = {}
+    failures: dict[tuple[Any, ...], list[list[Report]]] = {}
     times: dict[str, list[float]] = {}
     totals: dict[str, list[int]] = {}
     for key, items in groups.items():
@@ -308,7 +343,7 @@ def _dispersion(counts: np.ndarray) -> float:
     return float(np.clip((float(counts.var(ddof=1)) - m) / (m * m), 0.0, 2.0))
 
 
-def _draft(key: tuple[Any, ...], recent: list[list[dict[str, Any]]], k: int, expected: float, log10_p: float,
+def _draft(key: tuple[Any, ...], recent: list[list[Report]], k: int, expected: float, log10_p: float,
            window_days: int, data_end: datetime) -> _Draft:
     district, where, building, unit, facility = key
     starts = [ep[0]["created_at"] for ep in recent]

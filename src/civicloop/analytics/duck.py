@@ -78,13 +78,32 @@ def attach_clause(database_url: str) -> tuple[str, str]:
     raise AnalyticsUnavailable(f"unsupported database for analytics: {url.drivername}")
 
 
-def connect(database_url: str | None = None, *, parquet_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """Return an in-memory DuckDB connection whose schema ``ops`` is the operational database.
+def open_database(*, work_dir: Path | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Return a new DuckDB database: in memory, or with ``work_dir`` (an existing folder) a file
+    ``analytics.duckdb`` there with its spill files beside it; ``memory_limit`` (a DuckDB size, ``"2GB"``)
+    caps what DuckDB holds in memory (default: DuckDB's own, 80 % of the machine's memory)."""
+    if work_dir is not None:
+        conn = duckdb.connect(str(Path(work_dir) / "analytics.duckdb"))
+        conn.execute(f"SET temp_directory = '{(Path(work_dir) / 'spill').as_posix().replace(chr(39), chr(39) * 2)}'")
+    else:
+        conn = duckdb.connect()
+    if memory_limit is not None:
+        conn.execute(f"SET memory_limit = '{memory_limit.replace(chr(39), '')}'")
+    return conn
+
+
+def connect(database_url: str | None = None, *, parquet_dir: Path | None = None,
+            work_dir: Path | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Return a DuckDB connection whose schema ``ops`` is the operational database.
 
     Takes the SQLAlchemy URL of the operational database (SQLite file or PostgreSQL), or a folder of
-    Parquet snapshots (``<table>.parquet`` files, exposed as views ``ops.<table>``). Raises
-    :class:`AnalyticsUnavailable` when neither can be attached."""
-    conn = duckdb.connect()
+    Parquet snapshots (``<table>.parquet`` files, exposed as views ``ops.<table>``). DuckDB's own
+    tables live in memory, or with ``work_dir`` (an existing folder) in a database file there, so that
+    with ``memory_limit`` (a DuckDB size such as ``"2GB"``; default: DuckDB's, 80 % of the machine's
+    memory) tables and intermediate results beyond it go to disk (``work_dir`` also holds the spill
+    files) instead of growing the process: ``civicloop analyze`` on 10⁷ requests (docs/benchmarks.md).
+    Raises :class:`AnalyticsUnavailable` when neither source can be attached."""
+    conn = open_database(work_dir=work_dir, memory_limit=memory_limit)
     if parquet_dir is not None:
         conn.execute("CREATE SCHEMA ops")
         for file in sorted(Path(parquet_dir).glob("*.parquet")):

@@ -225,8 +225,10 @@ def three_rates(
 
     Rows are ranked by composite, highest first; rows without a composite come last; ties are
     ordered by unit name (then id). A unit with neither a due order nor a callback in the month is
-    left out. A row with fewer than ``min_cases`` cases (due orders + callbacks) is listed but not
-    ranked (rank ``None``, after the ranked rows): one lucky case must not top the table. ``now``
+    left out. The counts come from the dashboards' Parquet snapshot when there is one and the month is
+    settled in it (``analytics.dashboard.unit_counts``), else from one ``GROUP BY`` (:func:`unit_counts`).
+    A row with fewer than ``min_cases`` cases (due orders + callbacks) is listed but not ranked (rank
+    ``None``, after the ranked rows): one lucky case must not top the table. ``now``
     (aware; default the current time) decides which pending orders are already due. Raises
     ``FieldError("month", "v.month")`` for a malformed month and ``FieldError("level",
     "v.literal_error")`` for another level.
@@ -234,7 +236,12 @@ def three_rates(
     if level not in ("unit", "street"):
         raise FieldError("level", "v.literal_error", expected="'unit', 'street'")
     start, end = parse_month(month, settings.tz)
-    per_unit = unit_counts(session, start=start, end=end, now=now_or(now))
+    from civicloop.analytics import dashboard  # the fast path: a settled month from the Parquet snapshot
+
+    moment = now_or(now)
+    per_unit = dashboard.unit_counts(session, start=start, end=end, now=moment)
+    if per_unit is None:
+        per_unit = unit_counts(session, start=start, end=end, now=moment)
     groups = roll_up_to_streets(session, per_unit) if level == "street" else per_unit
     rows = [_row(uid, name, kind, c, settings) for uid, (name, kind, c) in groups.items()
             if c.due or c.called_back]

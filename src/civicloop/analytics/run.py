@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from civicloop.analytics import assets, cooccurrence, hotspots, replies, surges, topics
-from civicloop.analytics.duck import connect
+from civicloop.analytics.duck import connect, open_database
 from civicloop.analytics.findings import Finding
 from civicloop.analytics.report import AnalysisResults
 from civicloop.analytics.sources import from_operational, from_teddy_csv
@@ -26,21 +26,23 @@ Progress = Callable[[str, int, int], None]
 
 
 def open_source(*, database_url: str | None = None, teddy_file: Path | None = None, parquet_dir: Path | None = None,
-                since: date | None = None, until: date | None = None,
-                timezone: str = "Asia/Shanghai") -> tuple[duckdb.DuckDBPyConnection, str]:
+                since: date | None = None, until: date | None = None, timezone: str = "Asia/Shanghai",
+                work_dir: Path | None = None, memory_limit: str | None = None
+                ) -> tuple[duckdb.DuckDBPyConnection, str]:
     """Return a DuckDB connection whose table ``reqs`` holds the requests filed before ``until`` (a
     local date, ``None``: all), read once from the source, and a description of the source. ``since``
     is not applied here: the finders need the history before it as their baseline (:func:`analyze`
     keeps only the findings that reach into [since, until)). Exactly one of
     ``database_url``, ``teddy_file``, ``parquet_dir`` is used (in that order of preference: a file or a
-    folder given wins over the database). Raises ``AnalyticsUnavailable``, ``FileNotFoundError``,
-    ``duckdb.Error`` (tables missing: run ``civicloop init``)."""
+    folder given wins over the database). ``work_dir`` and ``memory_limit``: where DuckDB keeps ``reqs``
+    and what it may hold in memory (``analytics.duck.connect``; the default is all in memory). Raises
+    ``AnalyticsUnavailable``, ``FileNotFoundError``, ``duckdb.Error`` (tables missing: run ``civicloop init``)."""
     if teddy_file is not None:
-        conn = duckdb.connect()
+        conn = open_database(work_dir=work_dir, memory_limit=memory_limit)
         from_teddy_csv(conn, teddy_file, timezone=timezone)
         source = str(teddy_file)
     else:
-        conn = connect(database_url, parquet_dir=parquet_dir)
+        conn = connect(database_url, parquet_dir=parquet_dir, work_dir=work_dir, memory_limit=memory_limit)
         from_operational(conn, timezone=timezone)
         source = str(parquet_dir or database_url)
     # every finder reads reqs: build it once as a table (one scan of the source) for the period asked

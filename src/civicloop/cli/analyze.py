@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -37,6 +38,10 @@ def analyze(
     data: Annotated[Path | None, typer.Option(help="a Teddy Cup 2020 C CSV instead of the database")] = None,
     parquet: Annotated[Path | None, typer.Option(help="a folder of Parquet snapshots instead of the database")] = None,
     store: Annotated[bool, typer.Option(help="keep the findings for the API (database source only)")] = True,
+    memory_limit: Annotated[str, typer.Option(help="memory DuckDB may hold (e.g. 2GB); beyond it, it works on "
+                                                   "disk in a temporary folder")] = "1GB",
+    snapshot: Annotated[bool, typer.Option("--snapshot", help="first refresh the dashboards' Parquet snapshot "
+                                                              "(database source only; docs/analytics.md)")] = False,
 ) -> None:
     """分析 Find hotspots, surges, co-occurring problems, repeated asset failures and reply quality (未诉先办).
 
@@ -44,7 +49,10 @@ def analyze(
     ``--parquet``; writes hotspots.csv, surges.csv, cooccurrence.csv, asset_alerts.csv,
     monthly_topics.csv, reply_quality.csv, reply_quality_units.csv, report.html and report.xlsx into
     ``--out``. With the database as source the findings are also kept (``--no-store`` to skip), so that
-    analysts can accept them as work through the API."""
+    analysts can accept them as work through the API. DuckDB keeps its tables in a temporary folder and
+    at most ``--memory-limit`` in memory. ``--snapshot`` first rewrites the dashboards' snapshot
+    (``analytics.dashboard.write_snapshot``, into ``CIVICLOOP_SNAPSHOT_DIR`` or beside a SQLite file);
+    exits 2 when there is no place for one (PostgreSQL without ``CIVICLOOP_SNAPSHOT_DIR``)."""
     from civicloop.analytics.duck import AnalyticsUnavailable
     from civicloop.analytics.report import write_outputs
     from civicloop.analytics.run import analyze as run_analysis
@@ -59,9 +67,13 @@ def analyze(
     if parquet is not None and not parquet.is_dir():
         raise typer.BadParameter(f"no such folder: {parquet}", param_hint="--parquet")
     settings = get_settings()
+    if snapshot:
+        refresh_snapshot(settings.database_url)
+    work = tempfile.TemporaryDirectory(prefix="civicloop-analyze-")
     try:
         conn, source = open_source(database_url=settings.database_url, teddy_file=data, parquet_dir=parquet,
-                                   since=start, until=end, timezone=settings.timezone)
+                                   since=start, until=end, timezone=settings.timezone, work_dir=Path(work.name),
+                                   memory_limit=memory_limit)
     except AnalyticsUnavailable as exc:
         console.print(f"[red]无法读取数据 cannot read the data: {exc}[/red]")
         raise typer.Exit(2) from None
@@ -78,7 +90,11 @@ def analyze(
         def progress(step: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=f"分析 {STEP_WORDS.get(step, step)}")
 
-        results = run_analysis(conn, source=source, since=start, until=end, progress=progress)
+        try:
+            results = run_analysis(conn, source=source, since=start, until=end, progress=progress)
+        finally:
+            conn.close()
+            work.cleanup()
     try:
         written = write_outputs(out, results)
     except OSError as exc:
@@ -93,6 +109,25 @@ def analyze(
                       f"{counts['skipped']} already decided")
     print_summary(results)
     console.print(f"报告 report: {out / 'report.html'}  ({len(written)} files in {out})")
+
+
+def refresh_snapshot(database_url: str) -> None:
+    """Rewrite the dashboards' snapshot of ``database_url`` (``analytics.dashboard``) and say what it holds;
+    exit 2 when the database has no snapshot folder or cannot be read."""
+    from civicloop.analytics import dashboard
+    from civicloop.analytics.duck import AnalyticsUnavailable
+
+    folder = dashboard.snapshot_dir(database_url)
+    if folder is None:
+        console.print(f"[red]快照 snapshot: set {dashboard.SNAPSHOT_ENV} (a folder) for this database[/red]")
+        raise typer.Exit(2)
+    try:
+        meta = dashboard.write_snapshot(database_url, folder)
+    except AnalyticsUnavailable as exc:
+        console.print(f"[red]无法读取数据 cannot read the data: {exc}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"快照 snapshot → {folder}: {meta['requests']:,} requests, {meta['work_orders']:,} work orders "
+                  f"up to {meta['watermark']} ({meta['seconds']:.1f} s)")
 
 
 def print_summary(results: AnalysisResults) -> None:
