@@ -52,6 +52,7 @@ def demo(
 
     if no_serve is False and os.environ.get("CIVICLOOP_NO_SERVE") == "1":
         no_serve = True
+    began = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     db_file = (out / "demo.db").resolve()
     for suffix in ("", "-wal", "-shm"):
@@ -92,6 +93,7 @@ def demo(
     for role, name, password in logins:
         table.add_row(role, name, password, units.get(role) or "—")
     console.print(table)
+    console.print(f"演示用时 the demo took {time.perf_counter() - began:.0f} s; reports in {out}/")
     if no_serve:
         console.print(f"数据库 database: {url}")
         return
