@@ -97,3 +97,28 @@ def test_demo_refuses_a_data_folder_without_messages(tmp_path):
                            str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "no teddy2020c message files" in done.stdout + done.stderr
+
+
+def test_demo_without_real_data_generates_a_city(tmp_path):
+    """``--synthetic`` (what runs when the shared data are absent): ``civicloop generate``'s city and
+    requests through the rates, the analysis and the reports; the planted hotspots are found."""
+    out = tmp_path / "out"
+    env = {**os.environ, "CIVICLOOP_NO_SERVE": "1", "COLUMNS": "160"}
+    env.pop("CIVICLOOP_DATABASE_URL", None)
+    done = subprocess.run([sys.executable, "-m", "civicloop", "demo", "--synthetic", "--requests", "3000", "--out",
+                           str(out)], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    manifest = json.loads((out / "generate.json").read_text(encoding="utf-8"))
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    engine = create_engine(f"sqlite:///{out / 'demo.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM service_requests")).scalar_one() == 3000
+        found = {row[0] for row in conn.execute(text("SELECT request_ids FROM findings WHERE kind = 'hotspot'"))}
+        handler_unit = conn.execute(text("SELECT o.code FROM users u JOIN org_units o ON o.id = u.unit_id "
+                                         "WHERE u.role = 'handler'")).scalar_one()
+    assert handler_unit == "GC-D01-S01"
+    assert any(r["rank"] == 1 and r["resolution_rate"] is not None for r in metrics["units"])
+    planted = min(spot["count"] for spot in manifest["hotspots"])  # 20 requests at one address each
+    biggest = max(len(json.loads(ids)) if isinstance(ids, str) else len(ids) for ids in found)
+    assert biggest >= planted and "热点 hotspot 1." in done.stdout
+    assert (out / "analysis" / "report.html").is_file() and (out / "ledger.xlsx").is_file()

@@ -53,6 +53,16 @@ def test_findings_are_refreshed_and_decided_ones_not_proposed_again(db, city, se
         assert noise.start_at.utcoffset().total_seconds() == 0 and noise.start_at.hour == 1  # 09:00 Beijing
 
 
+def test_the_same_key_twice_in_one_run_is_stored_once(db, city, settings) -> None:
+    """Found on a generated city: two findings of one run with the same key broke the unique index."""
+    with session_factory(db)() as s:
+        counts = store_findings(s, [hotspot("路灯", (1, 2, 3)), hotspot("路灯", (2, 3), rank=4)], settings=settings)
+        assert counts == {"new": 1, "refreshed": 0, "skipped": 1}
+        s.commit()
+        (row,) = s.scalars(select(StoredFinding)).all()
+        assert (row.rank, row.request_ids) == (1, [1, 2, 3])
+
+
 def test_an_accepted_finding_becomes_a_routed_proactive_request(client, db, city) -> None:
     with session_factory(db)() as s:
         build_routes(s)

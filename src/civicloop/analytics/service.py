@@ -39,13 +39,22 @@ def store_findings(session: Session, findings: Iterable[Finding], *, settings: S
                    now: datetime | None = None) -> dict[str, int]:
     """Keep the findings of one run: a new key is stored as ``proposed``; a key still proposed is
     refreshed (rank, score, evidence); a key accepted or dismissed before is left alone (not proposed
-    again). Returns ``{"new", "refreshed", "skipped"}`` counts."""
+    again). Two findings of one run with the same key (the same place, words and month found twice,
+    e.g. by two overlapping windows) are one matter: the first, best-ranked, is kept and the others are
+    counted as skipped. Returns ``{"new", "refreshed", "skipped"}`` counts."""
     now = now_or(now)
     tz = settings.tz
-    findings = list(findings)
+    unique: dict[str, Finding] = {}
+    duplicates = 0
+    for finding in findings:
+        if finding.key in unique:
+            duplicates += 1
+        else:
+            unique[finding.key] = finding
+    findings = list(unique.values())
     existing = {f.key: f for f in session.scalars(
         select(StoredFinding).where(StoredFinding.key.in_([f.key for f in findings])))} if findings else {}
-    counts = {"new": 0, "refreshed": 0, "skipped": 0}
+    counts = {"new": 0, "refreshed": 0, "skipped": duplicates}
     for finding in findings:
         row = existing.get(finding.key)
         if row is not None and row.status != FindingStatus.PROPOSED:
