@@ -136,10 +136,18 @@ def generated_demo(*, out: Path, settings: Any, requests: int) -> dict[str, str 
     with console.status("未诉先办 proactive analysis: hotspots, surges, co-occurrence, reply quality"):
         results = steps.analyse(engine, settings, out / "analysis", now=now)
     for finding in results.findings.get("hotspot", [])[:5]:
-        console.print(f"  热点 hotspot {finding.rank}. {finding.summary}（{finding.place or '—'}，"
-                      f"{len(finding.request_ids)} 件）")
+        console.print(hotspot_line(finding))
     engine.dispose()
     return {"handler": "GC-D01-S01", "grid_worker": "GC-D01-S01-C01", "supervisor": "GC-D01"}
+
+
+def hotspot_line(finding: Any) -> str:
+    """One hotspot as the demo prints it: rank, summary, place, requests and, when citizens voted for
+    them, their support (附议, the upvotes of a message board)."""
+    support = int(finding.details.get("support") or 0)
+    backing = f"，{support:,} 人附议" if support else ""
+    return (f"  热点 hotspot {finding.rank}. {finding.summary}（{finding.place or '—'}，"
+            f"{len(finding.request_ids)} 件{backing}）")
 
 
 def rankings(engine: Any, settings: Any, out: Path, *, month: str, now: datetime) -> dict[str, Any]:
@@ -262,8 +270,7 @@ def real_demo(folder: Path, *, out: Path, settings: Any, sample: int | None) -> 
     with console.status("未诉先办 proactive analysis: hotspots, surges, co-occurrence, reply quality"):
         results = steps.analyse(engine, settings, out / "analysis", now=now)
     for finding in results.findings.get("hotspot", [])[:5]:
-        console.print(f"  热点 hotspot {finding.rank}. {finding.summary}（{finding.place or '—'}，"
-                      f"{len(finding.request_ids)} 件）")
+        console.print(hotspot_line(finding))
     counts = {kind: len(items) for kind, items in results.findings.items()}
     console.print(f"未诉先办 findings: {counts}; report → {out / 'analysis' / 'report.html'}")
     (out / "demo.json").write_text(json.dumps({
