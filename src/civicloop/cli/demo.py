@@ -112,7 +112,7 @@ def generated_demo(*, out: Path, settings: Any, requests: int) -> dict[str, str 
     from datetime import date
 
     from civicloop.cli import demo_real as steps
-    from civicloop.core.db import make_engine, session_scope
+    from civicloop.core.db import make_engine
     from civicloop.importers.generator import generate_to_database
 
     today = datetime.now(settings.tz).date()
@@ -129,10 +129,8 @@ def generated_demo(*, out: Path, settings: Any, requests: int) -> dict[str, str 
                   f"reopened orders {counts.get('reopened_orders', 0):,}, overdue orders "
                   f"{counts.get('overdue_orders', 0):,}; planted {len(manifest['hotspots'])} hotspots and "
                   f"{len(manifest['surges'])} surges (out/generate.json)")
-    with session_scope(engine) as session:
-        now = steps.data_clock(session)
-        month = steps.busiest_month(session, settings)
-    rankings(engine, settings, out, month=month or now.astimezone(settings.tz).strftime("%Y-%m"), now=now)
+    now, month = steps.clock_and_month(engine, settings)
+    rankings(engine, settings, out, month=month, now=now)
     with console.status("未诉先办 proactive analysis: hotspots, surges, co-occurrence, reply quality"):
         results = steps.analyse(engine, settings, out / "analysis", now=now)
     for finding in results.findings.get("hotspot", [])[:5]:
@@ -256,13 +254,11 @@ def real_demo(folder: Path, *, out: Path, settings: Any, sample: int | None) -> 
                   f"auto-dispatched {outcome.get('auto_dispatched', 0):,}, duplicates linked "
                   f"{outcome.get('duplicate', 0):,}, to the dispatcher's queue {outcome.get('queued', 0):,} "
                   f"({', '.join(f'{k} {v}' for k, v in sorted(intake.reasons.items())) or 'none'})")
-    with session_scope(engine) as session:
-        now = steps.data_clock(session)
-        month = steps.busiest_month(session, settings)
+    now, month = steps.clock_and_month(engine, settings)
     flagged = steps.overdue(engine, settings, now)
     console.print(f"演示时钟 the demo's clock: {now.astimezone(settings.tz):%Y-%m-%d} (the day after the last "
                   f"message); 超期督办 overdue orders flagged: {flagged:,}")
-    payload = rankings(engine, settings, out, month=month or now.astimezone(settings.tz).strftime("%Y-%m"), now=now)
+    payload = rankings(engine, settings, out, month=month, now=now)
     console.print("[dim]解决率、满意率 need callbacks (回访), which the published data do not have: they fill in as "
                   "operators call citizens back in the web app. 响应率 is real but strict: the data know only the "
                   "reply, which must then come within the response deadline.[/dim]")

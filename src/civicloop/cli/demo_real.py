@@ -155,6 +155,17 @@ def data_clock(session: Session) -> datetime:
     return max(as_utc(value) for value in latest) + timedelta(days=1)
 
 
+def clock_and_month(engine: Any, settings: Settings) -> tuple[datetime, str]:
+    """Return the demo's clock (:func:`data_clock`) and the month to rank (:func:`busiest_month`, else
+    the clock's month, ``YYYY-MM`` local)."""
+    from civicloop.core.db import session_scope
+
+    with session_scope(engine) as session:
+        now = data_clock(session)
+        month = busiest_month(session, settings)
+    return now, month or now.astimezone(settings.tz).strftime("%Y-%m")
+
+
 def overdue(engine: Any, settings: Settings, now: datetime) -> int:
     """Run the overdue job (超期督办) as of ``now`` until nothing is left; return the orders flagged."""
     from civicloop.core.db import session_scope

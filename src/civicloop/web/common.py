@@ -372,6 +372,19 @@ def validated(model: type[M], lang: str, **data: Any) -> M:
         raise FormInvalid(field_messages(exc, lang)) from None
 
 
+def callback_answer(p: Page) -> Any:
+    """Return the citizen's answer at callback from the form (``resolved`` yes/no, ``satisfaction``,
+    ``note``) as a ``requests.schemas.CallbackIn``; raises :class:`FormInvalid` (422) for a missing or
+    malformed answer. Used by the operator's callback and the resident's rating."""
+    from civicloop.requests.schemas import CallbackIn
+
+    resolved = p.field("resolved")
+    if resolved not in ("yes", "no"):
+        raise FormInvalid({"resolved": p.t("v.missing")})
+    return validated(CallbackIn, p.lang, resolved=resolved == "yes", satisfaction=p.field("satisfaction") or None,
+                     note=p.field("note"))
+
+
 def int_or_none(value: str, name: str, lang: str, *, low: int = 1, high: int = 2**31 - 1) -> int | None:
     """Return the form value as an integer in [low, high], ``None`` when blank; raises
     :class:`FormInvalid` on ``name`` otherwise."""

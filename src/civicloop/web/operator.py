@@ -34,12 +34,13 @@ from civicloop.requests.models import (
     WorkOrderRole,
     WorkOrderStatus,
 )
-from civicloop.requests.schemas import AcceptIn, CallbackIn, CloseUnratedIn, RejectIn, RequestCreate
+from civicloop.requests.schemas import AcceptIn, CloseUnratedIn, RejectIn, RequestCreate
 from civicloop.web.common import (
     OPERATOR_ROLES,
     FormInvalid,
     Page,
     Rerender,
+    callback_answer,
     category_options,
     error_message,
     int_or_none,
@@ -191,11 +192,7 @@ def call_back(request_id: PathId, p: Operator) -> Response:
     (``closing.callback``). 422 for a missing answer, 404 outside the operator's scope, 409 when it is
     not awaiting a callback."""
     scope.visible_request(p.session, p.user, request_id)
-    resolved = p.field("resolved")
-    if resolved not in ("yes", "no"):
-        raise FormInvalid({"resolved": p.t("v.missing")})
-    body = validated(CallbackIn, p.lang, resolved=resolved == "yes", satisfaction=p.field("satisfaction") or None,
-                     note=p.field("note"))
+    body = callback_answer(p)
     closing.callback(p.session, request_id=request_id, actor=p.actor, settings=p.settings, **body.model_dump())
     return p.redirect("/operator", "called_back", id=request_id)
 

@@ -24,7 +24,7 @@ from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID
 from civicloop.requests import closing, intake, scope, triage
 from civicloop.requests.models import Channel, RequestStatus, ServiceRequest, WorkOrderRole
-from civicloop.requests.schemas import CallbackIn, RequestCreate
+from civicloop.requests.schemas import RequestCreate
 from civicloop.requests.service import Actor, history
 from civicloop.web.common import (
     RESIDENT_ROLES,
@@ -32,6 +32,7 @@ from civicloop.web.common import (
     Page,
     PublicPage,
     Rerender,
+    callback_answer,
     error_message,
     local,
     masked,
@@ -157,10 +158,6 @@ def rate(request_id: PathId, p: Resident) -> Response:
     Resolved and at least basically satisfied closes the request; otherwise it goes back to the unit
     (重办, ``closing.callback``). 422 for a missing answer, 409 when it is not awaiting a rating."""
     scope.visible_request(p.session, p.user, request_id)
-    resolved = p.field("resolved")
-    if resolved not in ("yes", "no"):
-        raise FormInvalid({"resolved": p.t("v.missing")})
-    body = validated(CallbackIn, p.lang, resolved=resolved == "yes", satisfaction=p.field("satisfaction") or None,
-                     note=p.field("note"))
+    body = callback_answer(p)
     closing.callback(p.session, request_id=request_id, actor=p.actor, settings=p.settings, **body.model_dump())
     return p.redirect(f"/resident/requests/{request_id}", "rated")
