@@ -130,7 +130,7 @@ def generated_demo(*, out: Path, settings: Any, requests: int) -> dict[str, str 
                   f"{counts.get('overdue_orders', 0):,}; planted {len(manifest['hotspots'])} hotspots and "
                   f"{len(manifest['surges'])} surges (out/generate.json)")
     now, month = steps.clock_and_month(engine, settings)
-    rankings(engine, settings, out, month=month, now=now)
+    write_metrics(out, rankings(engine, settings, out, month=month, now=now))
     with console.status("未诉先办 proactive analysis: hotspots, surges, co-occurrence, reply quality"):
         results = steps.analyse(engine, settings, out / "analysis", now=now)
     for finding in results.findings.get("hotspot", [])[:5]:
@@ -150,7 +150,7 @@ def hotspot_line(finding: Any) -> str:
 
 def rankings(engine: Any, settings: Any, out: Path, *, month: str, now: datetime) -> dict[str, Any]:
     """Print the units' and streets' three rates of ``month`` as of ``now``, write the ledger
-    (``ledger.xlsx``) and the ranking (``metrics.json``) into ``out``; return the ranking's JSON."""
+    (``ledger.xlsx``) into ``out`` and return the ranking's JSON (:func:`write_metrics` writes it)."""
     from civicloop.analytics.metrics import three_rates
     from civicloop.cli.main import print_rates
     from civicloop.core.db import session_scope
@@ -169,15 +169,20 @@ def rankings(engine: Any, settings: Any, out: Path, *, month: str, now: datetime
     write_xlsx(ledger, out / "ledger.xlsx", lang="zh")
     payload = {"month": month, "as_of": now.isoformat(), "generated_at": datetime.now(settings.tz).isoformat(),
                "units": [asdict(r) for r in unit_rows], "streets": [asdict(r) for r in street_rows]}
-    (out / "metrics.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str),
-                                      encoding="utf-8")
-    console.print(f"台账 ledger → {out / 'ledger.xlsx'} ({len(ledger)} rows); 排名 ranking → {out / 'metrics.json'}")
+    console.print(f"台账 ledger → {out / 'ledger.xlsx'} ({len(ledger)} rows)")
     return payload
 
 
-def reply_ranking(engine: Any, settings: Any, out: Path) -> list[dict[str, Any]]:
-    """Print the units' reply timeliness (答复时效) over the year with the most replies, add it to
-    ``out/metrics.json`` and return its rows (``analytics.timeliness``)."""
+def write_metrics(out: Path, payload: dict[str, Any]) -> None:
+    """Write the ranking's JSON (rates, and reply timeliness when there is some) to ``out/metrics.json``."""
+    (out / "metrics.json").write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str),
+                                      encoding="utf-8")
+    console.print(f"排名 ranking → {out / 'metrics.json'}")
+
+
+def reply_ranking(engine: Any, settings: Any) -> dict[str, Any]:
+    """Print the units' reply timeliness (答复时效) over the year with the most replies and return it as
+    ``{"year", "units"}`` (every unit's row of ``analytics.timeliness``, ranked ones first)."""
     from civicloop.analytics.timeliness import reply_timeliness
     from civicloop.cli import demo_real as steps
     from civicloop.core.db import session_scope
@@ -195,12 +200,7 @@ def reply_ranking(engine: Any, settings: Any, out: Path) -> list[dict[str, Any]]
             table.add_row(str(row.rank), row.unit_name, str(row.replied), f"{row.on_time_rate * 100:.1f}%",
                           f"{row.median_days:.1f}", f"{row.p90_days:.1f}")
         console.print(table)
-    found = [asdict(r) for r in rows]
-    metrics_file = out / "metrics.json"
-    payload = json.loads(metrics_file.read_text(encoding="utf-8"))
-    payload["timeliness"] = {"year": year[0].year if year else None, "units": found}
-    metrics_file.write_text(json.dumps(payload, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    return [r for r in found if r["rank"] is not None]
+    return {"year": year[0].year if year else None, "units": [asdict(r) for r in rows]}
 
 
 def real_demo(folder: Path, *, out: Path, settings: Any, sample: int | None) -> dict[str, str | None]:
@@ -262,7 +262,8 @@ def real_demo(folder: Path, *, out: Path, settings: Any, sample: int | None) -> 
     console.print("[dim]解决率、满意率 need callbacks (回访), which the published data do not have: they fill in as "
                   "operators call citizens back in the web app. 响应率 is real but strict: the data know only the "
                   "reply, which must then come within the response deadline.[/dim]")
-    timeliness = reply_ranking(engine, settings, out)
+    timeliness = reply_ranking(engine, settings)
+    write_metrics(out, {**payload, "timeliness": timeliness})
     with console.status("未诉先办 proactive analysis: hotspots, surges, co-occurrence, reply quality"):
         results = steps.analyse(engine, settings, out / "analysis", now=now)
     for finding in results.findings.get("hotspot", [])[:5]:
@@ -277,7 +278,7 @@ def real_demo(folder: Path, *, out: Path, settings: Any, sample: int | None) -> 
                    "seconds": round(intake.seconds, 1)},
         "clock": now.isoformat(), "overdue_flagged": flagged, "month": payload["month"],
         "top_units": [r for r in payload["units"] if r.get("rank")][:10],
-        "timeliness": timeliness[:10],
+        "timeliness": [r for r in timeliness["units"] if r["rank"] is not None][:10],
         "findings": counts,
         "top_hotspots": [{"summary": f.summary, "place": f.place, "requests": len(f.request_ids)}
                          for f in results.findings.get("hotspot", [])[:5]],

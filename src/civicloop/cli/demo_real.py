@@ -180,34 +180,35 @@ def overdue(engine: Any, settings: Settings, now: datetime) -> int:
             return flagged
 
 
-def busiest_month(session: Session, settings: Settings) -> str | None:
-    """Return the local month ``YYYY-MM`` with the most lead work orders dispatched, or ``None``."""
+def _busiest(session: Session, settings: Settings, column: Any, period: str) -> str | None:
+    """Return the local period (``strftime`` pattern ``period``) holding the most lead work orders by
+    ``column`` (an aware instant of ``WorkOrder``), earliest on a tie, or ``None`` when there is none."""
+    from collections import Counter
+
+    from civicloop.core.timeutil import as_utc
     from civicloop.requests.models import WorkOrder, WorkOrderRole
 
-    counts: dict[str, int] = {}
-    for (moment,) in session.execute(select(WorkOrder.dispatched_at).where(WorkOrder.role == WorkOrderRole.LEAD)):
-        if moment is not None:
-            from civicloop.core.timeutil import as_utc
+    counts = Counter(as_utc(moment).astimezone(settings.tz).strftime(period) for (moment,) in session.execute(
+        select(column).where(WorkOrder.role == WorkOrderRole.LEAD, column.is_not(None))))
+    return max(sorted(counts), key=counts.__getitem__) if counts else None
 
-            month = as_utc(moment).astimezone(settings.tz).strftime("%Y-%m")
-            counts[month] = counts.get(month, 0) + 1
-    return max(sorted(counts), key=lambda m: counts[m]) if counts else None
+
+def busiest_month(session: Session, settings: Settings) -> str | None:
+    """Return the local month ``YYYY-MM`` with the most lead work orders dispatched, or ``None``."""
+    from civicloop.requests.models import WorkOrder
+
+    return _busiest(session, settings, WorkOrder.dispatched_at, "%Y-%m")
 
 
 def busiest_year(session: Session, settings: Settings) -> tuple[datetime, datetime] | None:
     """Return the local calendar year with the most lead work orders replied, as aware instants
     [1 January, next 1 January), or ``None`` when nothing was replied."""
-    from civicloop.core.timeutil import as_utc
-    from civicloop.requests.models import WorkOrder, WorkOrderRole
+    from civicloop.requests.models import WorkOrder
 
-    counts: dict[int, int] = {}
-    for (moment,) in session.execute(select(WorkOrder.replied_at).where(
-            WorkOrder.role == WorkOrderRole.LEAD, WorkOrder.replied_at.is_not(None))):
-        year = as_utc(moment).astimezone(settings.tz).year
-        counts[year] = counts.get(year, 0) + 1
-    if not counts:
+    found = _busiest(session, settings, WorkOrder.replied_at, "%Y")
+    if found is None:
         return None
-    year = max(sorted(counts), key=lambda y: counts[y])
+    year = int(found)
     return datetime(year, 1, 1, tzinfo=settings.tz), datetime(year + 1, 1, 1, tzinfo=settings.tz)
 
 

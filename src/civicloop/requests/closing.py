@@ -132,6 +132,7 @@ def close_unrated(
     now = now_or(now)
     check_role(Action.CLOSE_UNRATED, actor)
     request = get_request(session, request_id=request_id)
+    # the request's move is guarded before the orders close, so a refusal leaves nothing half-moved
     check(REQUEST_RULES, Action.CLOSE_UNRATED, current=str(request.status), target=RequestStatus.CLOSED,
           role=actor.role)
     lead = active_lead(request)
