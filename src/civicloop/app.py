@@ -20,7 +20,9 @@ from civicloop.core.settings import get_settings
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the classifier's model once at start (about 2 s with jieba's dictionary), so the first
-    request does not wait for it; a missing or unreadable model only means requests wait for a person."""
+    request does not wait for it; a missing or unreadable model only means requests wait for a person.
+    With ``triage_mode = "deferred"``, run this worker's deferred intake runner
+    (``requests.triage_queue.TriageRunner``) until shutdown."""
     from civicloop.intelligence import model_store
     from civicloop.requests.triage import model_path
 
@@ -30,7 +32,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             model_store.current(model_path(settings))
         except Exception:  # logged, never fatal: intake queues every request without a model
             logging.getLogger(__name__).exception("the classifier's model could not be loaded at start")
-    yield
+    runner = None
+    if settings.triage_on_intake and settings.triage_mode == "deferred":
+        from civicloop.requests.triage_queue import TriageRunner
+
+        runner = TriageRunner(settings).start()  # drains what earlier runs left, then each filing
+    try:
+        yield
+    finally:
+        if runner is not None:
+            runner.stop()
 
 
 def create_app() -> FastAPI:

@@ -22,7 +22,7 @@ from civicloop.analytics.models import FindingStatus, StoredFinding
 from civicloop.catalog.service import find_category_by_path
 from civicloop.core.errors import FieldError, NotFound
 from civicloop.core.settings import Settings
-from civicloop.requests import intake, triage
+from civicloop.requests import intake, triage_queue
 from civicloop.requests.models import Channel, ServiceRequest
 from civicloop.requests.service import Actor, now_or
 
@@ -143,8 +143,7 @@ def accept_finding(session: Session, *, finding_id: int, actor: Actor, settings:
     if request.grid_id is None and evidence:
         request.district_id = _common(r.district_id for r in evidence)
         request.street_id = _common(r.street_id for r in evidence)
-    if settings.triage_on_intake:
-        triage.triage(session, request=request, settings=settings, started=started, now=now)
+    triage_queue.on_filing(session, request=request, settings=settings, started=started, now=now)
     row.status, row.request_id = FindingStatus.ACCEPTED, request.id
     row.decided_by, row.decided_at, row.note = actor.name, now, note
     session.flush()

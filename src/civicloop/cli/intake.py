@@ -6,6 +6,8 @@ optional ``label`` and ``address``) as a new hotline request through the same pi
 request, and prints what happened: the share dispatched without a person, how often that dispatch
 was under the right first-level category (when the file has labels), the queue's reasons, and the
 dispatch latency (seconds from filing to the routed work order, measured by the pipeline itself).
+
+``civicloop intake drain`` triages what waits in the deferred intake queue (``requests.triage_queue``).
 """
 
 from __future__ import annotations
@@ -79,6 +81,22 @@ def replay(
         typer.echo(json.dumps(figures, ensure_ascii=False))
     else:
         print_figures(figures)
+
+
+@app.command()
+def drain() -> None:
+    """排空 Triage every request waiting in the deferred intake queue now (``triage_mode = "deferred"``:
+    what the runners of ``civicloop serve`` do within about a second; for a server that was stopped
+    with requests queued, or a deployment that runs no web worker). Prints how many were taken."""
+    from civicloop.core.db import session_scope
+    from civicloop.core.settings import get_settings
+    from civicloop.requests import triage_queue
+
+    settings = get_settings().model_copy(update={"triage_on_intake": True})
+    taken = triage_queue.drain(settings)
+    with session_scope() as session:
+        left = triage_queue.backlog(session)
+    console.print(f"待分拨队列 deferred intake queue: {taken} triaged, {left['waiting']} waiting")
 
 
 def summarise(outcomes: list[dict[str, Any]], *, wall_seconds: float) -> dict[str, Any]:

@@ -111,8 +111,11 @@ def worker(
     interval: Annotated[int | None, typer.Option(min=1, help="seconds between rounds")] = None,
 ) -> None:
     """定时任务 Run periodic jobs: mark overdue orders and open supervision (督办); erase the contact
-    of requests closed longer ago than the retention period."""
+    of requests closed longer ago than the retention period; with ``triage_mode = "deferred"``, triage
+    what waits in the deferred intake queue (left by a stopped server; normally the servers' runners
+    take it within a second)."""
     from civicloop.core.timeutil import utcnow
+    from civicloop.requests import triage_queue
     from civicloop.requests.jobs import mark_overdue
     from civicloop.requests.privacy import erase_expired
 
@@ -120,11 +123,12 @@ def worker(
     settings = get_settings()
     pause = interval or settings.worker_interval_seconds
     while True:
+        triaged = triage_queue.drain(settings) if settings.triage_mode == "deferred" else 0
         with session_scope() as session:
             report = mark_overdue(session, settings=settings)
             erased = erase_expired(session, settings=settings, now=utcnow())
         console.print(f"超期 overdue marked: {len(report.marked)}  临时期限 provisional: {report.provisional_open}  "
-                      f"联系方式到期删除 contacts erased: {len(erased)}")
+                      f"联系方式到期删除 contacts erased: {len(erased)}  待分拨 deferred intake: {triaged}")
         if once:
             return
         time.sleep(pause)

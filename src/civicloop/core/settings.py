@@ -7,6 +7,7 @@ docstring: durations are seconds, deadlines in days are working days.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
@@ -50,6 +51,17 @@ class Settings(BaseSettings):
     routes about two thirds of the Teddy Cup messages at about 97 % accuracy (docs/intelligence.md)."""
     triage_on_intake: bool = True
     """Run intelligent intake on every new request (``False``: every request waits for a person)."""
+    triage_mode: Literal["inline", "deferred"] = "inline"
+    """When intake runs for a request filed over HTTP (API, Open311, web forms, an accepted finding):
+    ``inline`` in the filing's own transaction (the 201 carries the routed work order or the queue's
+    reasons); ``deferred`` after it (the 201 means the request is stored and queued for intake; a
+    runner in each ``civicloop serve`` worker triages the queue in batches within about a second,
+    ``requests.triage_queue``). Deferred answers a busy hotline faster (docs/benchmarks.md)."""
+    triage_batch_size: int = Field(32, ge=1, le=1000)
+    """At most this many queued requests are triaged in one transaction by the deferred runner."""
+    triage_poll_seconds: float = Field(1.0, gt=0, le=60)
+    """The deferred runner looks at the queue at least this often (seconds), besides being woken by
+    each filing of its own process (requests filed by another process wait at most this long)."""
     duplicate_window_days: int = Field(30, ge=0, le=365)
     """A new request repeats (重复件) only an open request filed at most this many calendar days before."""
     duplicate_threshold: float = Field(0.6, ge=0.0, le=1.0)

@@ -19,7 +19,7 @@ from civicloop.open311.models import ApiKey, Submission
 from civicloop.open311.render import Open311Error, fail
 from civicloop.open311.service import COMMON_ATTRIBUTES, require_service, service_attributes, service_code
 from civicloop.org.models import OrgUnit, Place
-from civicloop.requests import intake, triage
+from civicloop.requests import intake, triage_queue
 from civicloop.requests.models import Channel, ServiceRequest
 from civicloop.requests.service import Actor, now_or
 
@@ -83,8 +83,7 @@ def file_request(
         citizen_phone=filing.phone, address=address[:500], lat=filing.lat, lon=filing.lon, category_id=category.id,
     )
     request = intake.submit(session, data=data, actor=Actor(f"open311:{key.name}"[:100], Role.RESIDENT), now=now)
-    if settings.triage_on_intake:
-        triage.triage(session, request=request, settings=settings, started=started)
+    triage_queue.on_filing(session, request=request, settings=settings, started=started)
     submission = Submission(
         token=secrets.token_urlsafe(24), request_id=request.id, api_key_id=key.id, service_code=service_code(category),
         address_id=str(filing.address_id) if filing.address_id is not None else None, media_url=filing.media_url,

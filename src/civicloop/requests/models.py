@@ -264,6 +264,19 @@ class Triage(Base):
     decided_rank: Mapped[int | None] = mapped_column(Integer)
 
 
+class TriageQueueEntry(Base):
+    """A request filed with ``triage_mode = "deferred"``, waiting for intelligent intake.
+
+    Written in the filing's transaction (so a 201 means the request is stored *and* will be
+    triaged), deleted in the transaction that triages it (``requests.triage_queue``).
+    ``enqueued_at`` is the filing time (UTC)."""
+
+    __tablename__ = "triage_queue"
+
+    request_id: Mapped[int] = mapped_column(ForeignKey("service_requests.id"), primary_key=True)
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class IdempotencyKey(Base):
     """A client's ``Idempotency-Key`` for ``POST /api/v1/requests`` and the request it filed.
 

@@ -18,7 +18,7 @@ from civicloop.core.ratelimit import RATE_LIMITED_RESPONSES, rate_limited
 from civicloop.core.roles import STAFF, Role
 from civicloop.core.timeutil import utcnow
 from civicloop.core.validation import MAX_ID
-from civicloop.requests import closing, handling, idempotency, intake, privacy, scope, triage
+from civicloop.requests import closing, handling, idempotency, intake, privacy, scope, triage, triage_queue
 from civicloop.requests.jobs import provisional_orders, refresh_deadlines
 from civicloop.requests.models import (
     Channel,
@@ -94,7 +94,10 @@ def create_request(
     and route it, and dispatch it without a person when the model is sure and a routing rule
     applies; otherwise it stays ``submitted`` in the dispatcher's queue with three suggestions.
     Returns the stored request (201) with the contact masked and ``triage`` (what intake did, null
-    when off). 422 with field messages for bad input; nothing is stored then.
+    when off). With ``triage_mode = "deferred"`` intake runs right after the answer
+    (``requests.triage_queue``): ``triage`` is null and ``triage_pending`` true; the request is
+    stored and queued when the 201 arrives. 422 with field messages for bad input; nothing is
+    stored then.
 
     With an ``Idempotency-Key`` header (``requests.idempotency``, after the IETF draft): a retry
     with the same key and body answers 201 with the request first filed and the header
@@ -113,7 +116,8 @@ def create_request(
             response.headers["Idempotent-Replayed"] = "true"
             request = get_request(session, request_id=claim.replay_request_id)
             found = triage.get_triage(session, request_id=request.id)
-            return IntakeOut(**RequestOut.of(request).model_dump(), triage=TriageOut.of(found, lang) if found else None)
+            return IntakeOut(**RequestOut.of(request).model_dump(), triage=TriageOut.of(found, lang) if found else None,
+                             triage_pending=triage_queue.is_pending(session, request_id=request.id))
     fields = body.model_dump()
     if caller.role == Role.RESIDENT:  # the public and residents: no hotline channel, no urgency of their own
         fields.update(channel=body.channel if body.channel in PUBLIC_CHANNELS else Channel.WEB,
@@ -122,9 +126,10 @@ def create_request(
     request = intake.submit(session, data=data, actor=actor(caller))
     if claim is not None:
         idempotency.bind(session, claim=claim, request_id=request.id)
-    record = triage.triage(session, request=request, settings=settings, started=started) \
-        if settings.triage_on_intake else None
-    return IntakeOut(**RequestOut.of(request).model_dump(), triage=TriageOut.of(record, lang) if record else None)
+    record = triage_queue.on_filing(session, request=request, settings=settings, started=started)
+    return IntakeOut(**RequestOut.of(request).model_dump(), triage=TriageOut.of(record, lang) if record else None,
+                     triage_pending=record is None and settings.triage_on_intake
+                     and settings.triage_mode == "deferred")
 
 
 @router.get("/requests", response_model=list[RequestOut], summary="诉求列表 List requests")

@@ -315,9 +315,12 @@ class QueueItemOut(BaseModel):
 
 class IntakeOut(RequestOut):
     """A request just filed, with what intelligent intake did with it (``triage`` null when intake
-    did not run)."""
+    did not run, or has not run yet: ``triage_pending`` true when the request waits in the deferred
+    intake queue, ``triage_mode = "deferred"``; ``GET /api/v1/requests/{id}/triage`` then answers
+    within about a second)."""
 
     triage: TriageOut | None = None
+    triage_pending: bool = False
 
 
 class ContactIn(Strict):

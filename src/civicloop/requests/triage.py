@@ -55,7 +55,7 @@ from civicloop.requests.service import SYSTEM, Actor, get_request, now_or
 
 logger = logging.getLogger(__name__)
 
-QUEUE_REASONS = ("no_model", "low_confidence", "label_not_in_tree", "no_rule")
+QUEUE_REASONS = ("no_model", "low_confidence", "label_not_in_tree", "no_rule", "triage_failed")
 """Why a request waits for a person (texts: ``triage.<code>`` in ``core.i18n``)."""
 
 

@@ -16,7 +16,7 @@ from civicloop.core.errors import NotFound
 from civicloop.core.http import Caller, DbSession, Lang, LoggedIn, SettingsDep, allow
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID, csv_safe
-from civicloop.requests import scope, triage
+from civicloop.requests import scope, triage, triage_queue
 from civicloop.requests.schemas import DecideIn, QueueItemOut, RequestOut, TriageOut
 from civicloop.requests.service import Actor, get_request
 
@@ -83,8 +83,11 @@ def stats(
     """Return intake's figures for requests triaged in [``since``, ``until``): counts by outcome,
     the share dispatched without a person, dispatch latency (seconds from filing to the routed work
     order; p50, p95, max) for automatic and for queued-then-decided requests, and how often the
-    dispatcher chose the first, second or third suggestion or none (``decided_rank``)."""
-    return triage.statistics(session, since=since, until=until)
+    dispatcher chose the first, second or third suggestion or none (``decided_rank``), and the
+    deferred intake queue now (``deferred_queue``: ``{"waiting", "oldest_seconds"}``, empty with
+    inline intake)."""
+    return {**triage.statistics(session, since=since, until=until),
+            "deferred_queue": triage_queue.backlog(session)}
 
 
 @router.get("/triage/decisions.csv", summary="人工派单记录 Decisions as training data", response_class=Response,

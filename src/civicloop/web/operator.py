@@ -4,8 +4,9 @@ record whether it was solved and how satisfied they are (``closing.callback``), 
 rating when they cannot be reached (``closing.close_unrated``).
 
 Filing goes through the same use case as ``POST /api/v1/requests``: ``intake.submit`` and, when
-``settings.triage_on_intake``, ``triage.triage`` in the same transaction (sure → dispatched by the
-system; unsure → the dispatcher's queue; a repeat → linked to its master). The suggestions are
+``settings.triage_on_intake``, intake (``triage_queue.on_filing``: in the same transaction, or right after
+it with ``triage_mode = "deferred"``; sure → dispatched by the system; unsure → the dispatcher's queue;
+a repeat → linked to its master). The suggestions are
 ``triage.preview`` (what intake would do, storing nothing) and the duplicate check intake runs
 (``triage_steps.find_duplicate``), as ``civicloop classify`` prints them.
 """
@@ -23,7 +24,7 @@ from civicloop.catalog.models import DeadlineTier
 from civicloop.core.errors import CivicloopError
 from civicloop.core.validation import MAX_ID, mask_phones_in_text
 from civicloop.org.models import OrgUnit
-from civicloop.requests import closing, intake, scope, triage, triage_steps
+from civicloop.requests import closing, intake, scope, triage, triage_queue, triage_steps
 from civicloop.requests.models import (
     Channel,
     RejectReason,
@@ -148,8 +149,7 @@ def file_request(p: Operator) -> Response:
             deadline_tier=values["deadline_tier"] or None)
         data = intake.NewRequest(**body.model_dump())
         request = intake.submit(p.session, data=data, actor=p.actor)
-        if p.settings.triage_on_intake:
-            triage.triage(p.session, request=request, settings=p.settings, started=started)
+        triage_queue.on_filing(p.session, request=request, settings=p.settings, started=started)
     except FormInvalid as exc:
         raise Rerender(_form(p, values=values, errors=exc.fields, status=422)) from None
     except CivicloopError as exc:

@@ -22,7 +22,7 @@ from civicloop.core.http import ANONYMOUS
 from civicloop.core.ratelimit import rate_limited
 from civicloop.core.roles import Role
 from civicloop.core.validation import MAX_ID
-from civicloop.requests import closing, intake, scope, triage
+from civicloop.requests import closing, intake, scope, triage_queue
 from civicloop.requests.models import Channel, RequestStatus, ServiceRequest, WorkOrderRole
 from civicloop.requests.schemas import RequestCreate
 from civicloop.requests.service import Actor, history
@@ -97,8 +97,7 @@ def submit(p: PublicPage) -> Response:
         data = intake.NewRequest(**body.model_dump(), submitted_by_user_id=caller.user_id if resident else None)
         actor = p.actor if caller is not None else Actor(ANONYMOUS, Role.RESIDENT)
         request = intake.submit(p.session, data=data, actor=actor)
-        if p.settings.triage_on_intake:
-            triage.triage(p.session, request=request, settings=p.settings, started=started)
+        triage_queue.on_filing(p.session, request=request, settings=p.settings, started=started)
     except FormInvalid as exc:
         raise Rerender(_submit_form(p, values=values, errors=exc.fields, status=422)) from None
     except CivicloopError as exc:
