@@ -65,9 +65,9 @@ def closed(
 
 
 @contextmanager
-def serving(cli: str, home: Path, env: dict[str, str]) -> Iterator[str]:
-    """Run ``civicloop serve`` (the ``cli`` executable) on a free port in ``home`` with ``env`` until the
-    block ends; yields its root URL once ``/healthz`` answers (fails the test after 120 s)."""
+def serving(cli: str, home: Path, env: dict[str, str], workers: int = 1) -> Iterator[str]:
+    """Run ``civicloop serve --workers N`` (the ``cli`` executable) on a free port in ``home`` with ``env``
+    until the block ends; yields its root URL once ``/healthz`` answers (fails the test after 120 s)."""
     import socket
     import subprocess
     import time
@@ -79,8 +79,8 @@ def serving(cli: str, home: Path, env: dict[str, str]) -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = (home / "serve.log").open("w")
-    process = subprocess.Popen([cli, "serve", "--port", str(port)], cwd=home, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen([cli, "serve", "--port", str(port), "--workers", str(workers)], cwd=home, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
     root = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -350,3 +350,27 @@ def test_the_migration_gives_the_open_requests_their_keys(tmp_path, backend: str
         if backend == "postgresql":
             assert PG_URL
             drop_database(PG_URL, url)
+
+
+def test_a_route_is_remembered_for_its_transaction_only(db, city) -> None:
+    """Deferred intake's batch routes many requests of one category and place in one transaction:
+    the route is found once there, and a rule committed by another session is seen by the next."""
+    from civicloop.catalog.models import RoutingRule
+    from civicloop.catalog.routing import RoutePlace, route
+    from civicloop.importers.sample_city import build_routes
+
+    category = city["cat:交通运输/道路交通/违章停车"]
+    with session_factory(db)() as s:
+        build_routes(s)
+        s.commit()
+    with session_factory(db)() as reader, session_factory(db)() as editor:
+        first = route(reader, category_id=category, place=RoutePlace())
+        assert first is not None and first.lead_unit_id == city["DEP-JT"]
+        assert route(reader, category_id=category, place=RoutePlace()) is first  # remembered
+        reader.commit()
+        editor.add(RoutingRule(category_id=category, lead_target="unit", lead_unit_id=city["DEP-CG"], priority=9,
+                               assisting_unit_ids=[], active=True, note="", updated_by="",
+                               updated_at=datetime.now(UTC)))
+        editor.commit()
+        again = route(reader, category_id=category, place=RoutePlace())
+        assert again is not None and again.lead_unit_id == city["DEP-CG"]

@@ -168,3 +168,132 @@ def test_inline_intake_answers_with_its_record_and_queues_nothing(client, routed
     assert out["triage"]["outcome"] == "auto_dispatched" and out["triage_pending"] is False
     with session_factory(db)() as s:
         assert s.scalars(select(TriageQueueEntry)).all() == []
+
+
+def _cli(*args: str, db: Path, model: Path) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CIVICLOOP_DATABASE_URL": f"sqlite:///{db}", "CIVICLOOP_MODEL_PATH": str(model),
+           "COLUMNS": "160"}
+    done = subprocess.run([str(Path(sys.executable).with_name("civicloop")), *args], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=db.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_replay_in_batches_files_what_one_by_one_files_and_drain_empties_the_queue(tmp_path: Path,
+                                                                                   model_file: Path) -> None:
+    import csv
+    import json
+
+    rows = load_split().test[:48]
+    data = tmp_path / "rows.csv"
+    with data.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["title", "detail", "label"])
+        writer.writerows([(s.title, s.detail, s.label) for s in rows])
+    figures = {}
+    for batch in (1, 16):
+        db = tmp_path / f"replay-{batch}.db"
+        _cli("init", db=db, model=model_file)
+        out = _cli("intake", "replay", "--data", str(data), "--batch", str(batch), "--json", db=db, model=model_file)
+        figures[batch] = json.loads(out.strip().splitlines()[-1])
+    assert figures[1]["n"] == figures[16]["n"] == 48
+    assert figures[16]["by_outcome"] == figures[1]["by_outcome"]
+    assert figures[16]["auto_accuracy"] == figures[1]["auto_accuracy"] and figures[1]["by_outcome"]["auto_dispatched"]
+
+    from civicloop.core.db import make_engine
+    from civicloop.core.roles import Role
+    from civicloop.requests import intake
+    from civicloop.requests.models import Channel
+    from civicloop.requests.service import Actor
+
+    db = tmp_path / "replay-1.db"
+    engine = make_engine(f"sqlite:///{db}")
+    with session_factory(engine)() as s:  # two requests a stopped server left in the queue
+        waiting = []
+        for sample in rows[:2]:
+            request = intake.submit(s, actor=Actor("operator-7", Role.OPERATOR), data=intake.NewRequest(
+                channel=Channel.HOTLINE, title=sample.title[:200], description=sample.detail[:4000]))
+            triage_queue.enqueue(s, request_id=request.id)
+            waiting.append(request.id)
+        s.commit()
+    assert "2 triaged, 0 waiting" in _cli("intake", "drain", db=db, model=model_file)
+    with session_factory(engine)() as s:
+        assert {s.scalar(select(Triage.outcome).where(Triage.request_id == i)) for i in waiting} <= {
+            "auto_dispatched", "queued", "duplicate"}
+        assert all(s.scalar(select(Triage.id).where(Triage.request_id == i)) for i in waiting)
+    engine.dispose()
+
+
+def test_a_served_city_with_two_workers_answers_first_and_routes_within_seconds(tmp_path: Path, model_file: Path,
+                                                                                 confident) -> None:
+    """The real thing: ``civicloop serve --workers 2`` with deferred intake (each worker's runner started by
+    the app), a request filed over HTTP, then read back routed."""
+    import os
+    import sys
+
+    import httpx
+
+    from tests.helpers import serving
+
+    db = tmp_path / "served.db"
+    _cli("init", db=db, model=model_file)
+    env = {**os.environ, "CIVICLOOP_DATABASE_URL": f"sqlite:///{db}", "CIVICLOOP_MODEL_PATH": str(model_file),
+           "CIVICLOOP_TRIAGE_MODE": "deferred", "CIVICLOOP_TRUST_ROLE_HEADERS": "true",
+           "CIVICLOOP_KEY_FILE": str(tmp_path / "civicloop.keys")}
+    cli = str(Path(sys.executable).with_name("civicloop"))
+    with serving(cli, tmp_path, env, workers=2) as root, httpx.Client(base_url=root, timeout=30) as http:
+        title, body, _ = confident[2]
+        filed = http.post(f"{API}/requests", json={"title": title[:200], "description": body[:4000]},
+                          headers=OPERATOR)
+        assert filed.status_code == 201, filed.text
+        assert filed.json()["triage_pending"] is True and filed.json()["status"] == "submitted"
+        request_id = filed.json()["id"]
+        wait_for(lambda: http.get(f"{API}/requests/{request_id}", headers=DISPATCHER).json()["status"] != "submitted",
+                 seconds=30)
+        record = http.get(f"{API}/requests/{request_id}/triage", headers=DISPATCHER).json()
+        assert record["outcome"] == "auto_dispatched" and 0 < record["latency_seconds"] < 30
+        assert http.get(f"{API}/triage/stats", headers=ANALYST).json()["deferred_queue"]["waiting"] == 0
+
+
+def test_the_listening_socket_is_tcp_and_a_taken_port_is_a_clear_error() -> None:
+    import socket
+
+    import typer
+
+    from civicloop.cli.main import listening_socket
+
+    sock = listening_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP  # so asyncio sets TCP_NODELAY on what it accepts
+        assert sock.get_inheritable()
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            with pytest.raises(typer.BadParameter, match=r"cannot listen on 127\.0\.0\.1"):
+                listening_socket("127.0.0.1", other.getsockname()[1])
+    finally:
+        sock.close()
+
+
+def test_a_filing_waits_for_room_when_the_queue_is_over_its_limit(settings) -> None:
+    """The bounded queue: over ``triage_backlog_limit`` a filing's answer waits until the runner has
+    counted the queue down (or ``triage_backlog_wait_seconds`` pass)."""
+    import threading
+
+    runner = triage_queue.TriageRunner(settings.model_copy(update={"triage_backlog_limit": 2,
+                                                                   "triage_backlog_wait_seconds": 60}))
+    for _ in range(2):
+        runner.wake()
+    runner.hold()  # at the limit: no wait
+    runner.wake()
+    waiter = threading.Thread(target=runner.hold)
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # three wait, the limit is two: the answer is held
+    runner._seen(1)  # the runner's count after a batch
+    waiter.join(10)
+    assert not waiter.is_alive()

@@ -11,17 +11,19 @@ the table. The caller owns the transaction.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from civicloop.catalog.models import LeadTarget, RoutingRule
+from civicloop.catalog.models import Category, LeadTarget, RoutingRule
 from civicloop.catalog.service import find_category, require_category
 from civicloop.core import audit
+from civicloop.core.db import transaction_memo
 from civicloop.core.errors import FieldError, NotFound
 from civicloop.org.models import OrgUnit, UnitKind
 from civicloop.org.service import get_unit, require_unit
@@ -113,18 +115,63 @@ def category_chain(session: Session, category_id: int | None) -> list[int]:
     return chain
 
 
+def _memo(session: Session) -> dict[Any, Any]:
+    """The routes and active rules already found in this transaction (``core.db.transaction_memo``).
+
+    Deferred intake triages a batch of requests in one transaction, many of the same category at
+    the same place; each route costs queries and a walk up the tree (issue 9). Kept per
+    transaction, so a rule or unit changed by another is seen by the next, and dropped by a flush of
+    this session that writes a rule, a unit or a category (a change made with a bare SQL ``UPDATE``
+    in the same transaction is not seen)."""
+    memo = transaction_memo(session, "routing")
+    assert memo is not None
+    return memo
+
+
+def forget_routes(session: Session) -> None:
+    """Drop what :func:`route` remembered in this transaction (after an edit of rules or units)."""
+    memo = transaction_memo(session, "routing", create=False)
+    if memo:
+        memo.clear()
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_after_edits(session: Session, _context: Any) -> None:
+    """A flush that writes a rule, a unit or a category through the ORM drops the memo (a unit
+    deactivated in the same transaction must no longer be routed to)."""
+    if transaction_memo(session, "routing", create=False) and any(
+            isinstance(o, (RoutingRule, OrgUnit, Category))
+            for o in itertools.chain(session.new, session.dirty, session.deleted)):
+        forget_routes(session)
+
+
 def active_rules(session: Session) -> list[RoutingRule]:
-    """Return the active routing rules (load once when routing several suggestions of one request)."""
-    return list(session.scalars(select(RoutingRule).where(RoutingRule.active.is_(True))))
+    """Return the active routing rules (read once per transaction)."""
+    memo = _memo(session)
+    if "rules" not in memo:
+        memo["rules"] = list(session.scalars(select(RoutingRule).where(RoutingRule.active.is_(True))))
+    return memo["rules"]  # type: ignore[no-any-return]
 
 
 def route(session: Session, *, category_id: int | None, place: RoutePlace,
           rules: Sequence[RoutingRule] | None = None) -> Route | None:
     """Return the route of a request of ``category_id`` at ``place`` from the active rules (``rules``
     when the caller already loaded them with :func:`active_rules`), or ``None`` when no rule applies.
-    Inactive units are never chosen: a rule whose lead unit has been deactivated does not fire."""
+    Inactive units are never chosen: a rule whose lead unit has been deactivated does not fire.
+    The answer for the same category and place is remembered for the rest of the transaction."""
+    memo = _memo(session)
+    key = ("route", category_id, place)
+    if rules is None or rules is memo.get("rules"):
+        if key not in memo:
+            memo[key] = _route(session, category_id=category_id, place=place, rules=active_rules(session))
+        return memo[key]  # type: ignore[no-any-return]
+    return _route(session, category_id=category_id, place=place, rules=rules)
+
+
+def _route(session: Session, *, category_id: int | None, place: RoutePlace,
+           rules: Sequence[RoutingRule]) -> Route | None:
     chain = category_chain(session, category_id)
-    rules = list(rules) if rules is not None else active_rules(session)
+    rules = list(rules)
     while True:
         rule = choose_rule(rules, category_chain=chain, place=place)
         if rule is None:

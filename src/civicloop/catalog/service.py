@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from civicloop.catalog.models import Category, DeadlineTier
 from civicloop.catalog.rules import default_tier, default_unit_kind
 from civicloop.core import audit
+from civicloop.core.db import keep
 from civicloop.core.errors import FieldError
 
 BUILTIN_TREE = Path(__file__).parent / "data" / "categories_builtin.csv"
@@ -19,7 +20,7 @@ BUILTIN_TREE = Path(__file__).parent / "data" / "categories_builtin.csv"
 
 def require_category(session: Session, *, category_id: int, field: str = "category_id") -> Category:
     """Return category ``category_id``; raises ``FieldError`` on input ``field`` (422)."""
-    category = session.get(Category, category_id)
+    category = keep(session, session.get(Category, category_id))
     if category is None:
         raise FieldError(field, "v.unknown_category", id=category_id)
     return category
@@ -27,7 +28,7 @@ def require_category(session: Session, *, category_id: int, field: str = "catego
 
 def find_category(session: Session, category_id: int | None) -> Category | None:
     """Return category ``category_id``, or ``None`` for ``None`` or an unknown id."""
-    return session.get(Category, category_id) if category_id is not None else None
+    return keep(session, session.get(Category, category_id)) if category_id is not None else None
 
 
 def find_category_by_path(session: Session, path: str | None) -> Category | None:

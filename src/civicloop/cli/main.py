@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from datetime import date
 from pathlib import Path
@@ -98,11 +99,41 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="web worker processes")] = 1,
 ) -> None:
-    """启动服务 Serve the API (OpenAPI docs at /docs)."""
+    """启动服务 Serve the API (OpenAPI docs at /docs). With ``--workers`` > 1 the listening socket is
+    bound here (:func:`listening_socket`) and shared by the worker processes."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     console.print(f"civicloop on http://{host}:{port}  (API /api/v1, docs /docs)")
-    uvicorn.run("civicloop.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+    if workers == 1:
+        uvicorn.run("civicloop.app:create_app", factory=True, host=host, port=port, log_level="info")
+        return
+    config = uvicorn.Config("civicloop.app:create_app", factory=True, host=host, port=port, workers=workers,
+                            log_level="info")
+    try:
+        Multiprocess(config, sockets=[listening_socket(host, port)]).run()
+    except KeyboardInterrupt:
+        pass
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Return a TCP socket bound to ``host``:``port`` for uvicorn's worker processes (inheritable).
+
+    Created with ``IPPROTO_TCP`` explicitly: uvicorn's own (``Config.bind_socket``, protocol 0) makes
+    asyncio skip ``TCP_NODELAY`` on the connections it accepts, so every keep-alive answer waited for
+    the client's delayed ACK: about 40 ms per request with ``--workers 2`` against 1 ms with one
+    worker (uvicorn issue 3149; measured in docs/benchmarks.md). Raises ``typer.BadParameter`` when the
+    address cannot be bound (in use, or not this machine's)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror}", param_hint="--port") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @app.command()

@@ -128,3 +128,44 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+MEMO = "civicloop.transaction_memo"
+"""Key in ``Session.info`` of :func:`transaction_memo`'s dicts."""
+
+
+def transaction_memo(session: Session, name: str, *, create: bool = True) -> dict[Any, Any] | None:
+    """Return the dict ``name`` that lives as long as ``session``'s current transaction (a fresh one
+    after a commit or rollback; ``None`` when ``create`` is false and there is none yet). Begins the
+    session's transaction when it has not begun, as the caller's next query would.
+
+    For what one transaction reads again and again and nobody changes under it: the routes of a batch
+    of requests, or strong references that keep rows in the session's identity map (which holds its
+    objects weakly, so ``session.get`` of a category or a unit read a moment ago queried again: issue
+    9, docs/benchmarks.md)."""
+    transaction = session.get_transaction()
+    if transaction is None:
+        if not create:
+            return None
+        session.connection()  # begins the transaction (as the caller's next query would)
+        transaction = session.get_transaction()
+    memos = session.info.get(MEMO)
+    if memos is None or memos[0] is not transaction:
+        if not create:
+            return None
+        memos = (transaction, {})
+        session.info[MEMO] = memos
+    found: dict[Any, Any] | None = memos[1].get(name)
+    if found is None and create:
+        found = memos[1][name] = {}
+    return found
+
+
+def keep(session: Session, obj: Any) -> Any:
+    """Hold ``obj`` (a loaded row, or ``None``) for the rest of the transaction, so the next
+    ``session.get`` of it is answered from the identity map without a query; returns ``obj``."""
+    if obj is not None:
+        memo = transaction_memo(session, "kept")
+        assert memo is not None
+        memo[id(obj)] = obj
+    return obj

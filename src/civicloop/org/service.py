@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from civicloop.core import audit
+from civicloop.core.db import keep
 from civicloop.core.errors import FieldError, NotFound
 from civicloop.org.models import Grid, OrgUnit, Place, PlaceKind, UnitKind
 
@@ -29,7 +30,7 @@ def get_unit(session: Session, *, unit_id: int) -> OrgUnit:
 
 def find_unit(session: Session, unit_id: int | None) -> OrgUnit | None:
     """Return unit ``unit_id`` (active or not), or ``None`` for ``None`` or an unknown id."""
-    return session.get(OrgUnit, unit_id) if unit_id is not None else None
+    return keep(session, session.get(OrgUnit, unit_id)) if unit_id is not None else None
 
 
 def find_grid(session: Session, grid_id: int | None) -> Grid | None:
@@ -39,7 +40,7 @@ def find_grid(session: Session, grid_id: int | None) -> Grid | None:
 
 def require_unit(session: Session, *, unit_id: int, field: str | tuple[str, ...]) -> OrgUnit:
     """Return the active unit ``unit_id`` named by input ``field``; raises ``FieldError`` (422)."""
-    unit = session.get(OrgUnit, unit_id)
+    unit = keep(session, session.get(OrgUnit, unit_id))
     if unit is None or not unit.active:
         raise FieldError(field, "v.unknown_unit", id=unit_id)
     return unit

@@ -147,12 +147,14 @@ def reject(
     duplicate_of_id: int | None = None,
     note: str = "",
     now: datetime | None = None,
+    in_queue: bool = True,
 ) -> ServiceRequest:
     """Reject (不予受理) a submitted request with a ``reason``.
 
     A duplicate (重复件) must name the request it repeats (``duplicate_of_id``); that request's
     support count goes up by one, so the repeat still counts as a voice. Raises ``FieldError``
-    when the original is missing or is the request itself.
+    when the original is missing or is the request itself. ``in_queue=False``: the caller knows the
+    request is in no dispatcher's queue (intake itself), so :func:`leave_queue` is not asked.
     """
     now = now_or(now)
     request = get_request(session, request_id=request_id)
@@ -175,7 +177,8 @@ def reject(
         )
     record(session, request=request, action=Action.REJECT, actor=actor, now=now, from_status=old, to_status=new,
            reason=note, data={"reject_reason": str(reason), "duplicate_of_id": duplicate_of_id})
-    leave_queue(session, request=request, now=now)
+    if in_queue:
+        leave_queue(session, request=request, now=now)
     return request
 
 
@@ -217,11 +220,13 @@ def dispatch(
     settings: Settings,
     note: str = "",
     now: datetime | None = None,
+    in_queue: bool = True,
 ) -> ServiceRequest:
     """Dispatch (派单) an accepted request to a lead unit and optional assisting units.
 
     Creates one pending work order per unit, each with its response deadline. Raises
-    ``FieldError`` for an unknown unit or an assisting unit that is also the lead.
+    ``FieldError`` for an unknown unit or an assisting unit that is also the lead. ``in_queue=False``:
+    the request is in no dispatcher's queue (intake's own dispatch), :func:`leave_queue` is skipped.
     """
     now = now_or(now)
     request = get_request(session, request_id=request_id)
@@ -244,7 +249,8 @@ def dispatch(
                   settings=settings, now=now)
     record(session, request=request, action=Action.DISPATCH, actor=actor, now=now, from_status=old, to_status=new,
            order=order, reason=note, data={"lead_unit_id": lead.id, "assisting_unit_ids": [u.id for u in assisting]})
-    leave_queue(session, request=request, now=now)
+    if in_queue:
+        leave_queue(session, request=request, now=now)
     return request
 
 

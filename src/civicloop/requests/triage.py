@@ -112,14 +112,16 @@ def triage(
         record.label, record.confidence = suggestions[0].label, suggestions[0].probability
         record.category_id = suggestions[0].category_id
         record.rule_id = suggestions[0].rule_id
-    session.add(record)
+    # the record joins the session last, so it is inserted once with its outcome (not inserted by an
+    # autoflush, then updated); the request is in no dispatcher's queue yet (``in_queue=False``)
     if duplicate is not None:
         record.outcome, record.queued = TriageOutcome.DUPLICATE, False
         record.duplicate_of_id, record.duplicate_score = duplicate.master_id, duplicate.score
         intake.reject(session, request_id=request.id, actor=SYSTEM, reason=RejectReason.DUPLICATE,
-                      duplicate_of_id=duplicate.master_id, note=duplicate.why, now=now)
+                      duplicate_of_id=duplicate.master_id, note=duplicate.why, now=now, in_queue=False)
         record.routed_at = now
         record.latency_seconds = time.perf_counter() - started
+        session.add(record)
         session.flush()
         return record
     top = suggestions[0] if suggestions else None
@@ -129,11 +131,13 @@ def triage(
         intake.accept(session, request_id=request.id, actor=SYSTEM, category_id=top.category_id,
                       note=f"智能分类 {top.path}（{top.probability:.0%}）", now=now)
         intake.dispatch(session, request_id=request.id, actor=SYSTEM, lead_unit_id=top.lead_unit_id,
-                        assisting_unit_ids=top.assisting_unit_ids, settings=settings, note=top.why, now=now)
+                        assisting_unit_ids=top.assisting_unit_ids, settings=settings, note=top.why, now=now,
+                        in_queue=False)
         record.outcome, record.queued = TriageOutcome.AUTO_DISPATCHED, False
         record.routed_at = now
         record.latency_seconds = time.perf_counter() - started
     record.reasons, record.queued = reasons, bool(reasons)
+    session.add(record)
     session.flush()
     return record
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from civicloop.catalog.service import list_categories, tree_version
+from civicloop.core.db import transaction_memo
 from civicloop.core.settings import Settings
 from civicloop.intelligence import duplicates, places
 from civicloop.intelligence.levels import LevelPredictor
@@ -236,8 +237,12 @@ _LEVELS: dict[tuple[str, int, int], tuple[LevelPredictor | None, dict[str, int]]
 def _predictor(session: Session) -> tuple[LevelPredictor | None, dict[str, int]]:
     """Return the level predictor fitted on the category tree (``None`` for a tree of one level) and
     the category ids by path; cached per database until the tree changes (``catalog.service.tree_version``)."""
+    memo = transaction_memo(session, "levels")
+    assert memo is not None
+    if "version" not in memo:  # once per transaction: a batch of deferred intake reads it once
+        memo["version"] = tree_version(session)
     bind = session.get_bind()
-    key = (str(getattr(bind, "url", id(bind))), *tree_version(session))
+    key = (str(getattr(bind, "url", id(bind))), *memo["version"])
     cached = _LEVELS.get(key)
     if cached is None:
         categories = list_categories(session)
