@@ -20,6 +20,19 @@ What is measured, against a fresh PostgreSQL database (``bench_http`` on 127.0.0
   ``latency_seconds`` intake stores in the triage record (handler start to routed order, before commit);
 * **memory**: the peak resident set (``VmHWM`` of ``/proc/<pid>/status``, MB) of the server's
   processes, summed over the supervisor and its workers, after the load;
+* **the floor**, in the same run and database (``--no-floor``: not), after civicloop's phases at the reported
+  worker count: ``benchmarks/floor_app.py``, a minimal FastAPI app started as ``civicloop serve`` starts
+  uvicorn, storing the same bodies durably in pgbench's table: ``POST /plain`` (one INSERT + commit per
+  request, the issue's "plain FastAPI + one INSERT") and ``POST /batched`` (group commit: a writer task
+  per process commits up to 64 rows at once before their 201s), at the same connections and seconds, the
+  same figures; in the full set (``--floor-nodelay``) both also on a listening socket with which asyncio
+  sets ``TCP_NODELAY`` (uvicorn's multi-worker socket leaves Nagle on: Kludex/uvicorn#3149);
+* **deferred intake** (``--triage-mode deferred``: the server runs with ``CIVICLOOP_TRIAGE_MODE=deferred``,
+  answering 201 once the request is stored and queued, and triaging the queue after): after each phase
+  the benchmark waits for ``triage_queue`` to empty (polled every 0.2 s, at most 180 s; ``drain_seconds``),
+  counts the outcomes of the phase's requests from their triage records and takes the dispatch latency
+  from their ``latency_seconds`` (filing to routed work order, queue wait included); CPU per request
+  also with the drain;
 * **profile**: ``py-spy record`` (raw collapsed stacks, 200 Hz, samples holding the GIL) of one worker
   during a load phase on a warmed-up server, summarised as the functions with the largest inclusive and
   self shares of the samples.
@@ -444,17 +457,19 @@ class LoadResult:
     database_cpu_ms_per_request: float = 0.0
     answered: int = 0  # every answer of the phase, warm-up included (for the CPU per request)
     worker_cpu_shares: list[float] = field(default_factory=list)  # each server process, of one core
+    request_ids: list[int] = field(default_factory=list)  # "id" of each measured 2xx answer (not reported)
 
 
 async def _load(host: str, port: int, tokens: Sequence[str], feed: Iterator[bytes], connections: int,
-                seconds: float, warmup: float) -> LoadResult:
-    pool = [Connection(host, port, f"Authorization: Bearer {tokens[i % len(tokens)]}\r\n".encode("ascii"))
-            for i in range(connections)]
+                seconds: float, warmup: float, path: str = INTAKE_PATH) -> LoadResult:
+    pool = [Connection(host, port, f"Authorization: Bearer {tokens[i % len(tokens)]}\r\n".encode("ascii")
+                       if tokens else b"") for i in range(connections)]
     loop = asyncio.get_running_loop()
     start = loop.time()
     measure_from, end = start + warmup, start + warmup + seconds
     latencies: list[float] = []
     dispatched: list[float] = []
+    ids: list[int] = []
     statuses: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     samples: list[str] = []
@@ -470,7 +485,7 @@ async def _load(host: str, port: int, tokens: Sequence[str], feed: Iterator[byte
             body = next(feed)
             sent = loop.time()
             try:
-                status, payload = await conn.post(INTAKE_PATH, body)
+                status, payload = await conn.post(path, body)
             except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
                 await conn.close()
                 status, payload = 0, repr(exc).encode()
@@ -482,7 +497,10 @@ async def _load(host: str, port: int, tokens: Sequence[str], feed: Iterator[byte
             statuses[str(status)] += 1
             if 200 <= status < 300:
                 latencies.append(done - sent)
-                outcome = json.loads(payload).get("triage", {}).get("outcome", "none")
+                answer = json.loads(payload)  # civicloop: the request with "triage"; the floor app: {"id"}
+                if isinstance(answer.get("id"), int):
+                    ids.append(answer["id"])
+                outcome = (answer.get("triage") or {}).get("outcome", "none")
                 outcomes[outcome] += 1
                 if outcome == "auto_dispatched":
                     dispatched.append(done - sent)
@@ -501,13 +519,14 @@ async def _load(host: str, port: int, tokens: Sequence[str], feed: Iterator[byte
         p50_ms=percentile(latencies, 50) * 1000, p90_ms=percentile(latencies, 90) * 1000,
         p99_ms=percentile(latencies, 99) * 1000, max_ms=max(latencies, default=float("nan")) * 1000,
         outcomes=dict(outcomes), dispatch_p50_ms=percentile(dispatched, 50) * 1000,
-        dispatch_p99_ms=percentile(dispatched, 99) * 1000, answered=answered)
+        dispatch_p99_ms=percentile(dispatched, 99) * 1000, answered=answered, request_ids=ids)
 
 
 def load(server: Server, tokens: Sequence[str], feed: Iterator[bytes], connections: int, seconds: float,
-         warmup: float = 2.0) -> LoadResult:
-    """Keep ``connections`` connections busy with intake requests for ``warmup + seconds`` seconds and
-    return the figures of the last ``seconds``. Connection *i* sends token *i mod len(tokens)*. CPU
+         warmup: float = 2.0, path: str = INTAKE_PATH) -> LoadResult:
+    """Keep ``connections`` connections busy with intake requests (``POST path``) for ``warmup + seconds``
+    seconds and return the figures of the last ``seconds``. Connection *i* sends token *i mod
+    len(tokens)* (no ``Authorization`` header when ``tokens`` is empty). CPU
     figures cover the whole phase: shares of the machine's cores (this load generator, the server's
     processes, PostgreSQL's backends on the database, the whole machine with other users), and CPU
     milliseconds per request filed (server, database)."""
@@ -522,7 +541,7 @@ def load(server: Server, tokens: Sequence[str], feed: Iterator[bytes], connectio
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    result = runner(_load("127.0.0.1", server.port, tokens, feed, connections, seconds, warmup))
+    result = runner(_load("127.0.0.1", server.port, tokens, feed, connections, seconds, warmup, path))
     wall = time.perf_counter() - wall_before
     cores = os.cpu_count() or 1
     server_cpu = sum(cpu_seconds(p) for p in server.pids()) - cpu_before
@@ -646,6 +665,106 @@ def triage_latencies(url: str, since: datetime) -> dict[str, float]:
             "max_ms": max(values, default=float("nan")) * 1000}
 
 
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def queue_length(url: str) -> int:
+    """Return how many requests wait in the deferred intake queue (``triage_queue``)."""
+    with psycopg.connect(_dsn(url)) as conn:
+        row = conn.execute("SELECT count(*) FROM triage_queue").fetchone()
+    return int(row[0]) if row else 0
+
+
+def drain(url: str, timeout: float = 180.0, every: float = 0.2) -> tuple[float, bool]:
+    """Wait until the deferred intake queue is empty (polled every ``every`` seconds, at most ``timeout``);
+    return (seconds waited, emptied?)."""
+    start = time.monotonic()
+    while True:
+        if queue_length(url) == 0:
+            return time.monotonic() - start, True
+        if time.monotonic() - start >= timeout:
+            return time.monotonic() - start, False
+        time.sleep(every)
+
+
+def triage_of(url: str, ids: Sequence[int]) -> tuple[dict[str, int], dict[str, float]]:
+    """Return the outcomes of the triage records of requests ``ids`` (``untriaged``: none yet) and p50/p99/
+    max (ms) of ``latency_seconds`` of those auto-dispatched (filing to routed work order)."""
+    with psycopg.connect(_dsn(url)) as conn:
+        rows = conn.execute("SELECT outcome, latency_seconds FROM triages WHERE request_id = ANY(%s)",
+                            (list(ids),)).fetchall()
+    outcomes: Counter[str] = Counter(str(outcome) for outcome, _ in rows)
+    if len(ids) > len(rows):
+        outcomes["untriaged"] = len(ids) - len(rows)
+    values = [latency for outcome, latency in rows if outcome == "auto_dispatched" and latency is not None]
+    return dict(outcomes), {"n": len(values), "p50_ms": percentile(values, 50) * 1000,
+                            "p99_ms": percentile(values, 99) * 1000,
+                            "max_ms": max(values, default=float("nan")) * 1000}
+
+
+def phase(server: Server, url: str, tokens: Sequence[str], feed: Iterator[bytes], connections: int,
+          seconds: float, deferred: bool) -> dict[str, Any]:
+    """One load phase of ``civicloop serve`` (:func:`load`) as a dict of figures. Deferred intake: then
+    waits for the queue to drain (``drain_seconds``, ``drained``), takes the outcomes from the triage
+    records of the phase's requests and the dispatch latency (``dispatch_p50_ms``, ``dispatch_p99_ms``,
+    ``triage_latency``) from their ``latency_seconds`` (filing to routed order, queue wait included), and
+    adds the CPU per request of load and drain together (``*_cpu_ms_per_request_with_drain``)."""
+    pids, backends = server.pids(), database_backends()
+    cpu_before = {p: cpu_seconds(p) for p in pids}
+    db_before = {p: cpu_seconds(p) for p in backends}
+    result = load(server, tokens, feed, connections, seconds)
+    figures = asdict(result)
+    ids = figures.pop("request_ids")
+    figures["dispatch_source"] = "answer"  # sent → 2xx with the routed order in it
+    if deferred:
+        waited, emptied = drain(url)
+        server_cpu = sum(cpu_seconds(p) - cpu_before.get(p, 0.0) for p in server.pids())
+        database_cpu = sum(cpu_seconds(p) - db_before.get(p, 0.0) for p in database_backends())
+        outcomes, latency = triage_of(url, ids)
+        figures.update(
+            drain_seconds=round(waited, 2), drained=emptied, outcomes=outcomes, triage_latency=latency,
+            dispatch_p50_ms=latency["p50_ms"], dispatch_p99_ms=latency["p99_ms"], dispatch_source="triage record",
+            server_cpu_ms_per_request_with_drain=server_cpu / max(result.answered, 1) * 1000,
+            database_cpu_ms_per_request_with_drain=database_cpu / max(result.answered, 1) * 1000)
+    return figures
+
+
+FLOOR_APP = Path(__file__).resolve().with_name("floor_app.py")
+FLOOR_PATHS = ("/plain", "/batched")
+
+
+def floor_phases(url: str, workers: int, feed: Iterator[bytes], connections: Sequence[int], seconds: float,
+                 folder: Path, nodelay: bool = False) -> dict[str, Any]:
+    """The floor (``benchmarks/floor_app.py``): a minimal FastAPI app under uvicorn with ``workers``
+    workers, started as ``civicloop serve`` starts uvicorn, storing the same bodies in ``bench_ref``:
+    ``POST /plain`` (one INSERT + commit per request) and ``POST /batched`` (group commit), each driven
+    like the civicloop phases. ``nodelay``: then both again on a server whose listening socket lets
+    asyncio set ``TCP_NODELAY`` (``floor_app.py --nodelay``). Returns ``{"workers", "plain": [phase, …],
+    "batched": [phase, …], ["plain_nodelay": …, "batched_nodelay": …,] "peak_rss_mb"}``."""
+    env = {**os.environ, "FLOOR_DSN": _dsn(url)}
+    out: dict[str, Any] = {"workers": workers}
+    for flag in (False, True) if nodelay else (False,):
+        argv = [sys.executable, str(FLOOR_APP), "--workers", str(workers), "--port", "{port}",
+                *(["--nodelay"] if flag else [])]
+        suffix = "_nodelay" if flag else ""
+        with Server(argv, env, folder, OUT / f"http-floor-{workers}{suffix}.log") as server:
+            for path in FLOOR_PATHS:
+                load(server, [], feed, 4, 1.0, warmup=1.0, path=path)  # every worker opens its connections
+                figures = [asdict(load(server, [], feed, c, seconds, path=path)) for c in connections]
+                for item in figures:
+                    item.pop("request_ids")
+                    print(f"  floor {path}{' TCP_NODELAY' if flag else ''}, workers {workers},"
+                          f" {item['connections']} connections: {item['rps']:.1f} rps, p50 {item['p50_ms']:.1f} ms,"
+                          f" p99 {item['p99_ms']:.1f} ms, errors {item['errors']}; CPU ms/request server"
+                          f" {item['server_cpu_ms_per_request']:.2f},"
+                          f" database {item['database_cpu_ms_per_request']:.2f};"
+                          f" machine busy {item['machine_busy_share']:.0%}", flush=True)
+                out[path.strip("/") + suffix] = figures
+            out["peak_rss_mb" + suffix] = round(server.peak_rss_mb(), 1)
+    return out
+
+
 def serve_argv(workers: int) -> list[str]:
     """``civicloop serve`` with ``workers`` worker processes (``{port}`` is filled in by :class:`Server`)."""
     return [sys.executable, "-m", "civicloop", "serve", "--workers", str(workers), "--port", "{port}"]
@@ -653,7 +772,8 @@ def serve_argv(workers: int) -> list[str]:
 
 def run(model_path: Path, *, quick: bool, workers: Sequence[int] = (), connections: Sequence[int] = (16, 64),
         seconds: float | None = None, argv: Sequence[str] | None = None, env_extra: dict[str, str] | None = None,
-        shared_token: bool = False, profile_it: bool = True, keep: bool = False) -> dict[str, Any]:
+        shared_token: bool = False, profile_it: bool = True, keep: bool = False, floor: bool = True,
+        floor_nodelay: bool | None = None, triage_mode: str = "inline") -> dict[str, Any]:
     """Run the whole HTTP benchmark and return its figures (see the module docstring).
 
     ``workers``: the worker counts to try (default: 2 in the quick set; 1, 2, 3 in the full one); the
@@ -662,8 +782,16 @@ def run(model_path: Path, *, quick: bool, workers: Sequence[int] = (), connectio
     first and after the last count; the reference is the mean of the two. ``shared_token``: every
     connection sends the same API token (default: each its own, as operators each logged in).
     ``argv``: another server command (``{port}`` and ``{workers}`` filled in) for experiments;
-    ``env_extra``: settings for the server."""
+    ``env_extra``: settings for the server. ``floor``: after the counts, the floor app
+    (``benchmarks/floor_app.py``, :func:`floor_phases`) at the best count, same connections, bodies and
+    seconds; ``floor_nodelay`` (default: not ``quick``): also with ``TCP_NODELAY``. ``triage_mode``:
+    ``inline`` (intake in the request) or ``deferred`` (``CIVICLOOP_TRIAGE_MODE=deferred``: intake after
+    the answer; see :func:`phase`)."""
     from civicloop.intelligence.data import load_split
+
+    if triage_mode not in ("inline", "deferred"):
+        raise ValueError(f"triage_mode: inline or deferred, not {triage_mode!r}")
+    deferred = triage_mode == "deferred"
 
     seconds = seconds or (8.0 if quick else 20.0)
     workers = list(workers) or ([2] if quick else [1, 2, 3])
@@ -673,7 +801,8 @@ def run(model_path: Path, *, quick: bool, workers: Sequence[int] = (), connectio
     messages = [(s.title, s.detail) for s in split.test]
     training = [(s.title, s.detail) for s in split.train if s.title and s.detail]
     url = fresh_database()
-    env = server_env(url, model_path, folder, env_extra)
+    env = server_env(url, model_path, folder,
+                     {**({"CIVICLOOP_TRIAGE_MODE": "deferred"} if deferred else {}), **(env_extra or {})})
 
     def command(count: int) -> list[str]:
         return [a.replace("{workers}", str(count)) for a in argv] if argv else serve_argv(count)
@@ -692,24 +821,31 @@ def run(model_path: Path, *, quick: bool, workers: Sequence[int] = (), connectio
             since = datetime.now(UTC)
             with Server(command(count), env, folder, OUT / f"http-server-{count}.log") as server:
                 load(server, tokens, feed, 4, 2.0, warmup=2.0)  # every worker loads its model and warms up
+                if deferred:
+                    drain(url)
                 start_rss = sum(status_kb(p, "VmRSS") for p in server.pids()) / 1024
-                phases = [asdict(load(server, tokens, feed, c, seconds)) for c in connections]
+                phases = [phase(server, url, tokens, feed, c, seconds, deferred) for c in connections]
                 config = {"workers": count, "phases": phases, "peak_rss_mb": round(server.peak_rss_mb(), 1),
                           "start_rss_mb": round(start_rss, 1), "processes": len(server.pids())}
             config["triage_latency"] = triage_latencies(url, since)
             configs.append(config)
-            for phase in phases:
-                print(f"  workers {count}, {phase['connections']} connections: {phase['rps']:.1f} rps, "
-                      f"p50 {phase['p50_ms']:.0f} ms, p99 {phase['p99_ms']:.0f} ms, errors {phase['errors']}; "
-                      f"CPU ms/request server {phase['server_cpu_ms_per_request']:.1f}, "
-                      f"database {phase['database_cpu_ms_per_request']:.1f}; machine busy "
-                      f"{phase['machine_busy_share']:.0%} (workers {phase['worker_cpu_shares']} of a core);"
-                      f" peak RSS {config['peak_rss_mb']:.0f} MB", flush=True)
+            for item in phases:
+                drained = (f"; queue drained after {item['drain_seconds']:.1f} s"
+                           f"{'' if item['drained'] else ' (gave up)'}, dispatch p99 (triage record)"
+                           f" {item['dispatch_p99_ms']:.0f} ms" if deferred else "")
+                print(f"  {triage_mode}: workers {count}, {item['connections']} connections: {item['rps']:.1f} rps, "
+                      f"p50 {item['p50_ms']:.0f} ms, p99 {item['p99_ms']:.0f} ms, errors {item['errors']}; "
+                      f"CPU ms/request server {item['server_cpu_ms_per_request']:.1f}, "
+                      f"database {item['database_cpu_ms_per_request']:.1f}; machine busy "
+                      f"{item['machine_busy_share']:.0%} (workers {item['worker_cpu_shares']} of a core);"
+                      f" peak RSS {config['peak_rss_mb']:.0f} MB{drained}", flush=True)
+        best = max(configs, key=lambda c: c["phases"][-1]["rps"])
+        floor_figures = floor_phases(url, best["workers"], feed, connections, seconds, folder,
+                                     nodelay=not quick if floor_nodelay is None else floor_nodelay) if floor else {}
         references.append(pgbench(url, typical_body, seconds, folder))
         reference = {**references[0], "tps": statistics.mean(r["tps"] for r in references),
                      "runs": [r["tps"] for r in references]}
         print(f"  pgbench (8 clients): {reference['runs']} tps", flush=True)
-        best = max(configs, key=lambda c: c["phases"][-1]["rps"])
         prof: dict[str, Any] = {}
         count = best["workers"]
         if profile_it:
@@ -718,12 +854,13 @@ def run(model_path: Path, *, quick: bool, workers: Sequence[int] = (), connectio
                 raw = OUT / "http-intake-profile.txt"
                 spy = profile(server.workers()[0], seconds, raw)
                 if spy is not None:
-                    phase = load(server, tokens, feed, connections[-1], seconds, warmup=0.5)
+                    profiled = load(server, tokens, feed, connections[-1], seconds, warmup=0.5)
                     spy.wait(timeout=seconds + 60)
                     if raw.exists():
-                        prof = {"workers": count, "connections": connections[-1], "rps_while_profiled": phase.rps,
+                        prof = {"workers": count, "connections": connections[-1], "rps_while_profiled": profiled.rps,
                                 "file": str(raw.relative_to(ROOT)), **summarise_profile(raw, top=120)}
         return {"pgbench": reference, "configs": configs, "best_workers": count, "profile": prof,
+                "floor": floor_figures, "triage_mode": triage_mode,
                 "prefilled": prefilled, "seconds": seconds, "shared_token": shared_token,
                 "messages": len(messages), "typical_chars": len(typical[0]) + len(typical[1])}
     finally:
@@ -745,6 +882,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     parser.add_argument("--shared-token", action="store_true", help="one API token for every connection")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor app (benchmarks/floor_app.py)")
+    parser.add_argument("--floor-nodelay", choices=("yes", "no"),
+                        help="the floor app also with TCP_NODELAY (default: yes, no with --quick)")
+    parser.add_argument("--triage-mode", choices=("inline", "deferred"), default="inline",
+                        help="intake in the request (inline) or after the answer (deferred)")
     args = parser.parse_args()
     model_path = OUT / "classifier.joblib"
     if not model_path.exists():
@@ -752,7 +894,9 @@ def main() -> int:
     result = run(model_path, quick=args.quick, workers=args.workers, connections=args.connections,
                  seconds=args.seconds, argv=args.argv.split() if args.argv else None,
                  env_extra=dict(item.split("=", 1) for item in args.env), shared_token=args.shared_token,
-                 profile_it=not args.no_profile)
+                 profile_it=not args.no_profile, floor=not args.no_floor,
+                 floor_nodelay=None if args.floor_nodelay is None else args.floor_nodelay == "yes",
+                 triage_mode=args.triage_mode)
     text = json.dumps(result, ensure_ascii=False, indent=1, default=str)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
