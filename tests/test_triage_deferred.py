@@ -279,21 +279,27 @@ def test_the_listening_socket_is_tcp_and_a_taken_port_is_a_clear_error() -> None
         sock.close()
 
 
-def test_a_filing_waits_for_room_when_the_queue_is_over_its_limit(settings) -> None:
-    """The bounded queue: over ``triage_backlog_limit`` a filing's answer waits until the runner has
-    counted the queue down (or ``triage_backlog_wait_seconds`` pass)."""
+def test_a_filing_waits_for_room_when_the_queue_is_full(settings) -> None:
+    """The bounded queue: at ``triage_backlog_limit`` waiting or being filed, a new filing is admitted
+    only once the runner has counted the queue down (or ``triage_backlog_wait_seconds`` pass)."""
     import threading
 
     runner = triage_queue.TriageRunner(settings.model_copy(update={"triage_backlog_limit": 2,
                                                                    "triage_backlog_wait_seconds": 60}))
-    for _ in range(2):
-        runner.wake()
-    runner.hold()  # at the limit: no wait
-    runner.wake()
-    waiter = threading.Thread(target=runner.hold)
-    waiter.start()
-    waiter.join(0.5)
-    assert waiter.is_alive()  # three wait, the limit is two: the answer is held
-    runner._seen(1)  # the runner's count after a batch
-    waiter.join(10)
-    assert not waiter.is_alive()
+    for _ in range(2):  # two filed by this process since the runner's last count
+        with runner.admit():
+            runner.wake()
+    assert runner.waiting == 2
+    admitted = threading.Event()
+
+    def file_one() -> None:
+        with runner.admit():
+            admitted.set()
+
+    filer = threading.Thread(target=file_one)
+    filer.start()
+    assert not admitted.wait(0.5)  # the queue is full: the filing waits before it stores anything
+    runner._seen(1)  # the runner's count after a batch: one left
+    assert admitted.wait(10)
+    filer.join(10)
+    assert runner.waiting == 1 and runner.filing == 0

@@ -57,15 +57,15 @@ class Settings(BaseSettings):
     reasons); ``deferred`` after it (the 201 means the request is stored and queued for intake; a
     runner in each ``civicloop serve`` worker triages the queue in batches within about a second,
     ``requests.triage_queue``). Deferred answers a busy hotline faster (docs/benchmarks.md)."""
-    triage_batch_size: int = Field(32, ge=1, le=1000)
+    triage_batch_size: int = Field(16, ge=1, le=1000)
     """At most this many queued requests are triaged in one transaction by the deferred runner."""
-    triage_backlog_limit: int = Field(64, ge=1, le=100_000)
-    """Deferred intake's queue is bounded: while more requests than this wait, a filing's answer (the
-    request is already stored) waits for the runner to catch up, so the time from filing to work
-    order stays about ``limit ÷ intake's rate`` (64 at ~70 per second: under a second) however fast
-    requests come in."""
+    triage_backlog_limit: int = Field(16, ge=1, le=100_000)
+    """Deferred intake's queue is bounded: while this many requests wait (or are being filed), a new
+    filing waits for room before it is stored, so the time from filing to work order stays about
+    ``(limit + batch) ÷ intake's rate`` however fast requests come in (16 + 16 at ~60 a second: about
+    half a second)."""
     triage_backlog_wait_seconds: float = Field(10.0, gt=0, le=300)
-    """The longest a filing's answer waits for room in the queue (seconds); then it answers anyway."""
+    """The longest a filing waits for room in the queue (seconds); then it is filed anyway."""
     triage_poll_seconds: float = Field(1.0, gt=0, le=60)
     """The deferred runner looks at the queue at least this often (seconds), besides being woken by
     each filing of its own process (requests filed by another process wait at most this long)."""

@@ -27,6 +27,7 @@ from civicloop.open311.inputs import parse_filing, parse_query
 from civicloop.open311.models import Submission
 from civicloop.open311.openapi import RATE_LIMITED, formats
 from civicloop.open311.render import PREFIX, check_format, fail, respond
+from civicloop.requests import triage_queue
 from civicloop.requests.models import ServiceRequest
 
 router = APIRouter(prefix=PREFIX, tags=["Open311 GeoReport v2"])
@@ -72,7 +73,7 @@ def get_service_definition(service_code: str, fmt: str, session: DbSession, lang
 
 
 @router.post("/requests.{fmt}", status_code=201, summary="POST Service Request",
-             dependencies=[Depends(rate_limited("intake", per_user=False))],
+             dependencies=[Depends(triage_queue.admitted), Depends(rate_limited("intake", per_user=False))],
              responses={**formats(201), **RATE_LIMITED})
 def post_request(fmt: str, form: Form, session: DbSession, settings: SettingsDep, lang: Lang) -> Response:
     """GeoReport v2 "POST Service Request": file a request into the loop (intake, then intelligent

@@ -84,7 +84,8 @@ PUBLIC_CHANNELS = (Channel.WEB, Channel.APP)
 
 
 @router.post("/requests", status_code=201, response_model=IntakeOut, summary="提交诉求 Submit a request",
-             dependencies=[Depends(rate_limited("intake"))], responses=RATE_LIMITED_RESPONSES)
+             dependencies=[Depends(triage_queue.admitted), Depends(rate_limited("intake"))],
+             responses=RATE_LIMITED_RESPONSES)
 def create_request(
     body: RequestCreate, session: DbSession, caller: CurrentCaller, settings: SettingsDep, lang: Lang,
     response: Response, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
@@ -96,8 +97,8 @@ def create_request(
     Returns the stored request (201) with the contact masked and ``triage`` (what intake did, null
     when off). With ``triage_mode = "deferred"`` intake runs right after the answer
     (``requests.triage_queue``): ``triage`` is null and ``triage_pending`` true; the request is
-    stored and queued when the 201 arrives. 422 with field messages for bad input; nothing is
-    stored then.
+    stored and queued when the 201 arrives; while the queue is full (``triage_backlog_limit``) the
+    filing waits for room first. 422 with field messages for bad input; nothing is stored then.
 
     With an ``Idempotency-Key`` header (``requests.idempotency``, after the IETF draft): a retry
     with the same key and body answers 201 with the request first filed and the header

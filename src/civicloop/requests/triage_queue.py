@@ -10,8 +10,8 @@ its process that queued a request (and at least every ``triage_poll_seconds``), 
 several workers share the queue without taking the same request), runs the same pipeline as inline
 intake (:func:`civicloop.requests.triage.triage`) on each and deletes the entries. The triage
 record's ``latency_seconds`` then runs from the filing (``created_at``) to the routed work order,
-the wait in the queue included. The queue is bounded (``triage_backlog_limit``): a hotline filing
-faster than intake routes gets its answers at intake's pace, so that wait stays short.
+the wait in the queue included. The queue is bounded (``triage_backlog_limit``, :func:`admission`):
+a hotline filing faster than intake routes is admitted at intake's pace, so that wait stays short.
 
 A request whose triage fails is never lost: it goes to the dispatcher's queue with the reason
 ``triage_failed``; one that left ``submitted`` meanwhile (a person took it) is only taken off the
@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -98,16 +99,20 @@ class BatchReport:
         return len(self.triaged) + len(self.skipped) + len(self.failed)
 
 
-def run_batch(session: Session, *, settings: Settings, limit: int | None = None) -> BatchReport:
+def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
+              claimed: Callable[[int], None] | None = None) -> BatchReport:
     """Triage up to ``limit`` (default ``triage_batch_size``) queued requests, oldest first, in the
     caller's transaction; each entry is deleted. Entries another transaction holds are skipped
     (PostgreSQL). A request's failure is contained in a savepoint and leaves it in the dispatcher's
-    queue with reason ``triage_failed``. Does not commit."""
+    queue with reason ``triage_failed``. ``claimed`` is told how many entries the batch took, as soon as
+    it took them. Does not commit."""
     query = (select(TriageQueueEntry).order_by(TriageQueueEntry.request_id)
              .limit(limit or settings.triage_batch_size).with_for_update(skip_locked=True))
     report = BatchReport()
     entries = session.scalars(query).all()
     ids = [entry.request_id for entry in entries]
+    if claimed is not None:
+        claimed(len(ids))
     # the batch's requests with their work orders, and which have a record already, in two queries
     requests = {r.id: r for r in session.scalars(select(ServiceRequest).where(ServiceRequest.id.in_(ids))
                                                  .options(selectinload(ServiceRequest.work_orders)))}
@@ -144,14 +149,14 @@ def _queue_for_person(session: Session, *, request_id: int, now: datetime) -> No
 
 
 def drain(settings: Settings, *, engine: Engine | None = None, stop: threading.Event | None = None,
-          seen: Callable[[int], None] | None = None) -> int:
+          seen: Callable[[int], None] | None = None, claimed: Callable[[int], None] | None = None) -> int:
     """Run batches, one transaction each, until the queue is empty (or ``stop`` is set); return how
-    many entries were taken. ``seen`` is told how many entries still wait after each batch. Used by
-    the runner and ``civicloop intake drain``."""
+    many entries were taken. ``claimed`` is told how many entries each batch took when it took them,
+    ``seen`` how many still wait after it. Used by the runner and ``civicloop intake drain``."""
     total = 0
     while stop is None or not stop.is_set():
         with session_scope(engine) as session:
-            report = run_batch(session, settings=settings)
+            report = run_batch(session, settings=settings, claimed=claimed)
             waiting = session.scalar(select(func.count()).select_from(TriageQueueEntry)) if seen else 0
         total += report.taken
         if seen is not None:
@@ -166,11 +171,13 @@ class TriageRunner:
     process that queued a request) or every ``triage_poll_seconds``. Errors are logged and retried at
     the next wake; :meth:`stop` ends the thread after its current batch.
 
-    The queue is bounded: while more than ``triage_backlog_limit`` requests wait (as this runner last
-    counted them, plus what this process filed since), a filing's answer waits for the runner to catch
-    up (:meth:`hold`, at most ``triage_backlog_wait_seconds``): the request is stored either way, but a
-    hotline that files faster than intake can route is slowed to intake's pace instead of letting the
-    time from filing to work order grow without end (issue 9: 5–13 s p99 at 64 connections without it).
+    The queue is bounded: a filing is admitted (:meth:`admit`, before its transaction begins) only while
+    fewer than ``triage_backlog_limit`` requests wait — as this runner last counted the queue, plus
+    what this process filed since and is filing now — else it waits for the runner to catch up (at
+    most ``triage_backlog_wait_seconds``, then it goes ahead). A hotline that files faster than intake
+    can route is so slowed to intake's pace, and the time from filing to work order stays about
+    ``limit ÷ intake's rate`` instead of growing without end (issue 9: 5–13 s p99 at 64 connections
+    without the bound, about 2 s when the answer rather than the filing waited).
     """
 
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
@@ -181,7 +188,12 @@ class TriageRunner:
         self._room = threading.Condition()
         self._thread: threading.Thread | None = None
         self.taken = 0
-        self.waiting = 0
+        self.counted = 0  # entries in the queue at the runner's last count
+        self.filed = 0  # requests this process queued since that count
+        self.filing = 0  # filings admitted and not finished yet
+        self._tickets = 0  # filings are admitted first come, first served: the next ticket to give
+        self._head = 0  # the ticket whose turn it is
+        self._abandoned: set[int] = set()  # tickets that stopped waiting before their turn
 
     def start(self) -> TriageRunner:
         """Start the thread; its first round drains what is already queued (left by a stopped server)."""
@@ -192,16 +204,46 @@ class TriageRunner:
         return self
 
     def wake(self) -> None:
-        """A request was queued by this process: count it and run a round now."""
+        """A request was queued by this process (its filing committed): count it and run a round now."""
         with self._room:
-            self.waiting += 1
+            self.filed += 1
         self._wake.set()
 
-    def hold(self) -> None:
-        """Wait while the queue is over its limit (see the class), at most ``triage_backlog_wait_seconds``."""
+    @property
+    def waiting(self) -> int:
+        """The requests waiting or about to wait, as far as this process knows."""
+        return self.counted + self.filed + self.filing
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a filing until the queue has room (see the class), first come first served, then count it
+        as filing until the block ends (its commit has then woken the runner, :meth:`wake`)."""
+        limit = self.settings.triage_backlog_limit
         with self._room:
-            self._room.wait_for(lambda: self.waiting <= self.settings.triage_backlog_limit or self._stop.is_set(),
-                                timeout=self.settings.triage_backlog_wait_seconds)
+            ticket, self._tickets = self._tickets, self._tickets + 1
+            deadline = time.monotonic() + self.settings.triage_backlog_wait_seconds
+            while not self._stop.is_set() and not (ticket == self._head and self.waiting < limit):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # the count may be stale (another process's runner took the entries): have ours look
+                self._wake.set()
+                self._room.wait(min(left, 0.25))
+            if ticket == self._head:
+                self._head += 1
+                while self._head in self._abandoned:
+                    self._abandoned.discard(self._head)
+                    self._head += 1
+            else:  # waited its longest before its turn: goes ahead, and the line skips its ticket
+                self._abandoned.add(ticket)
+            self.filing += 1
+            self._room.notify_all()
+        try:
+            yield
+        finally:
+            with self._room:
+                self.filing -= 1
+                self._room.notify_all()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -214,7 +256,13 @@ class TriageRunner:
 
     def _seen(self, waiting: int) -> None:
         with self._room:
-            self.waiting = waiting
+            self.counted, self.filed = waiting, 0
+            self._room.notify_all()
+
+    def _claimed(self, taken: int) -> None:
+        """A batch took ``taken`` entries: they no longer wait (room for filings while it works)."""
+        with self._room:
+            self.counted, self.filed = max(0, self.counted + self.filed - taken), 0
             self._room.notify_all()
 
     def _loop(self) -> None:
@@ -222,7 +270,8 @@ class TriageRunner:
             self._wake.wait(self.settings.triage_poll_seconds)
             self._wake.clear()
             try:
-                self.taken += drain(self.settings, engine=self.engine, stop=self._stop, seen=self._seen)
+                self.taken += drain(self.settings, engine=self.engine, stop=self._stop, seen=self._seen,
+                                    claimed=self._claimed)
             except Exception:  # the database away, a deadlock: logged, tried again at the next wake
                 log.exception("the deferred intake runner failed a round; it tries again")
                 self._stop.wait(1.0)
@@ -231,13 +280,29 @@ class TriageRunner:
 _RUNNERS: set[TriageRunner] = set()
 
 
+@contextmanager
+def admission() -> Iterator[None]:
+    """Admit one filing into deferred intake (:meth:`TriageRunner.admit` of this process's runner; no
+    wait without one: inline intake, or a process that runs none). Entered before the filing's
+    transaction begins (an SQLite transaction holds the write lock the runner needs)."""
+    runner = next(iter(_RUNNERS), None)
+    if runner is None:
+        yield
+        return
+    with runner.admit():
+        yield
+
+
+def admitted() -> Iterator[None]:
+    """FastAPI dependency of every filing route, listed before any that reads the database:
+    :func:`admission` around the request's handling."""
+    with admission():
+        yield
+
+
 @event.listens_for(Session, "after_commit")
 def _wake_runners(session: Session) -> None:
-    """After a commit that queued a request: wake this process's runners, then hold the answer while
-    the queue is over its limit (:meth:`TriageRunner.hold`)."""
+    """After a commit that queued a request: wake this process's runners."""
     if session.info.pop(WAKE, False):
-        runners = list(_RUNNERS)
-        for runner in runners:
+        for runner in list(_RUNNERS):
             runner.wake()
-        for runner in runners:
-            runner.hold()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
@@ -133,7 +133,7 @@ def suggest(p: Operator) -> Response:
     return p.render("_suggest.html", preview=preview, duplicate=duplicate, reasons=reasons)
 
 
-@router.post("/operator/requests")
+@router.post("/operator/requests", dependencies=[Depends(triage_queue.admitted)])
 def file_request(p: Operator) -> Response:
     """File the call (channel hotline) and run intake on it as ``POST /api/v1/requests`` does; 303 back
     with the new request's number. Bad input shows the form again with a message on each field (422),

@@ -77,7 +77,7 @@ def submit_form(p: PublicPage) -> Response:
     return _submit_form(p)
 
 
-@router.post("/submit", dependencies=[Depends(rate_limited("intake"))])
+@router.post("/submit", dependencies=[Depends(triage_queue.admitted), Depends(rate_limited("intake"))])
 def submit(p: PublicPage) -> Response:
     """File the request (channel web; a grid worker's: grid_worker) with the photo link in its text, run
     intake, and go to the request (a resident) or back to the form with its number (the public). Bad
