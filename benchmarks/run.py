@@ -341,21 +341,73 @@ at 16 connections 33.3 / 42.1 / 38.4 / 39.6 → 55.6 / 55.2 / 48.7 / 55.6 reques
 / 53.1 requests/s, p99 3,664 / 2,978 / 2,769 / 3,267 → 1,861 / 2,233 / 2,588 / 2,318 ms, dispatched p99
 3,736 / 2,984 / 2,787 / 3,356 → 1,863 / 2,323 / 2,588 / 2,330 ms; server CPU per request 27–37 → 20–26
 ms, PostgreSQL's 2.2–6.1 → 1.5–4.3 ms; no error, peak RSS 1,019–1,027 → 999–1,005 MB. pgbench in the
-same runs: 2,372–6,427 tps (the machine's load), so the ratio is about 0.013 (before about 0.009)."""
+same runs: 2,372–6,427 tps (the machine's load), so the ratio is about 0.013 (before about 0.009).
+
+**Third round (issue 9, items 1–2): intake after the answer, in batches, and the socket.** Measured
+on the machine at load average 3–6 (a helper's benchmarks beside): in-process, 300 held-out messages
+on PostgreSQL filed grid by grid as the HTTP benchmark does; statements counted with an engine event
+on 10 requests after a warm batch; over HTTP `benchmarks/http_intake.py --workers 2 --connections 16
+64 --seconds 12 --no-profile --no-floor` with `--triage-mode inline` and `deferred`, one after the other.
+
+* **Deferred intake** (`requests/triage_queue.py`, migration `0010_triage_queue`, setting
+  `CIVICLOOP_TRIAGE_MODE=deferred`): the filing's transaction stores the request and a `triage_queue` row
+  and commits, so the 201 still means the request is stored; a runner thread in each server worker,
+  woken by that commit, triages up to `triage_batch_size` (16) queued requests in one transaction
+  (`FOR UPDATE SKIP LOCKED`, a savepoint each; a failure leaves the request to the dispatcher as
+  `triage_failed`) with the same pipeline as inline intake. In-process: filing 3.5 ms of CPU a request,
+  triage in batches 16.2 ms at first, against 17.7 ms for filing + triage inline; the same outcomes
+  (191 dispatched, 106 queued, 3 duplicates) either way.
+* **A batch reads less** (`core/db.py` `transaction_memo`, `keep`; `catalog/routing.py`; `triage_queue.run_batch`;
+  `triage.triage`): a route, the active rules and the category tree's version are found once per
+  transaction (dropped by a flush that writes a rule, a unit or a category); categories and units read
+  once stay in the identity map for the transaction (SQLAlchemy holds them weakly, so a category read a
+  moment ago was queried again: 38 category reads for 10 requests); a batch's requests with their work
+  orders, and which already have a record, come in two queries; the triage record is inserted once with
+  its outcome (it was inserted by an autoflush and updated); intake's own dispatch skips the dispatcher
+  queue's look-up; one `DELETE` for the batch. Statements for 10 requests 201 → 117; triage in batches
+  16.2 → 10.1 ms of CPU a request (inline 17.7 → 17.0).
+* **The queue is bounded, filings admitted first come first served** (`TriageRunner.admit`, a FastAPI
+  dependency of every filing route before anything reads the database; `triage_backlog_limit` 16):
+  without a bound, a 64-connection load files faster than two cores triage, and the queue grows (first
+  deferred runs, batches of 32: drained 3–12 s after the load, dispatch p99 5.7–13 s). Holding the
+  answer after the commit instead bounded the answer, not the queue (dispatch p99 1.8 s at 64
+  connections: every connection's request already queued); admitting before the filing, and waking
+  the runner of a waiting filing (its count may be stale when the other worker's runner took the
+  entries: 70 % machine busy before, 90 % after): at 16 / 64 connections 60.1 / 53.3 requests/s, p99
+  719 / 1,995 ms, dispatch p99 620 / 911 ms; inline in the same session 57.0 / 48.1 requests/s, p99
+  560 / 2,825 ms, dispatch p99 (the answer) 2,825 ms at 64.
+* **`civicloop serve --workers N` binds its own socket** (`cli/main.py` `listening_socket`): uvicorn's
+  multi-worker path binds a socket of protocol 0, and asyncio sets `TCP_NODELAY` only on accepted
+  sockets whose protocol is TCP, so each answer's body (h11 writes head and body apart) waited for the
+  client's delayed ACK (uvicorn issue 3149, found with the floor app of this round): keep-alive `GET
+  /healthz` with 2 workers 44.0 → 1.6 ms median (1 worker: 0.9 ms); the floor's plain FastAPI went from
+  ~320 to ~1,000 requests/s at 16 connections with the same change.
+* **The floor, measured in the same run** (`benchmarks/floor_app.py`): what FastAPI itself reaches
+  here when a request does nothing but store its row, one INSERT + commit per request and with group
+  commit, with and without `TCP_NODELAY`: the rows "floor: …" of the table and the section below."""
 
 HTTP_LEFT = """### What is left
 
-* The gap is still CPU: 20–26 ms of server CPU per request plus 1.5–4 ms in PostgreSQL's backend,
-  against well under 1 ms for pgbench's insert; two cores hold ~60 requests/s. What remains (py-spy, one of 2
-  workers at 64 connections, 1,371 samples holding the GIL, before the last item above): `triage` 58 %
-  of the samples, in it `find_duplicate` 24 % (7 of them the time conversion since removed, `find_master`
-  8 %), `classify` 24 % (the routing of three suggestions in `catalog/routing.py`, 12 %: `route`,
-  `category_chain`, `find_category`, `_unit_states`, outside this change; the classifier's prediction
-  5 %), `submit` 7 %, `dispatch` 6 %, the audit chain 5 %, the request body's size check 7 %, the token
-  4 %; across them the ORM's work for ~27 statements (insert of the request, its events and audit
-  entries, the conditional updates of accept and dispatch, the work orders, the triage record) and
-  the commit. Triage after the answer remains the change that could move the ratio by an order of
-  magnitude; it is a design decision, not taken.
+* **Targets 1 and 2 are beyond this machine with this stack, by measurement.** The floor — FastAPI
+  storing one row per request and nothing else, in the same run — reaches a fraction of pgbench well
+  under the 0.5× target (the "floor" rows: 0.06–0.33× over this session's runs, pgbench itself
+  swinging between 3,300 and 12,200 tps with the machine's load), and at 64 connections its p99 is
+  100–190 ms, not 25 ms: by Little's law 64 requests in flight answered within 25 ms need ~2,560
+  requests/s, more than the floor's best (group commit and `TCP_NODELAY`, ~1,600–1,700). civicloop does
+  more than store a row: a token and its grids, validation, the request with its encrypted contact and
+  text keys, an event, the audit chain, the commit (~10 ms of server CPU over HTTP), and intake (~10
+  ms in batches: the duplicate check ~3 ms, the classifier's prediction and levels ~2 ms, accept and
+  dispatch with their events, work orders and the triage record ~12 statements). On two cores that is
+  ~55–60 requests/s whichever mode; deferred intake moves the work out of the answer and bounds the
+  time to the work order (item 2 met at 64 connections in the measurement above), but the CPU is the
+  same two cores'.
+* Next steps measured to matter, not done: a batch's events, work orders and triage records written
+  with one Core `INSERT` each (the ORM flushes them one by one); the batch classified in one
+  `predict_many` call; accept and dispatch as one conditional `UPDATE` for intake's own dispatch.
+* Deferred is not the default: its 201 carries no routing (`triage_pending`), so an operator filing by
+  phone sees the suggested unit a second later on the request's page, and SQLite (the embedded default)
+  has one writer, which the runner's batch holds for its ~0.2 s. A busy hotline on PostgreSQL sets
+  `CIVICLOOP_TRIAGE_MODE=deferred`.
 * The duplicate check is linear in the open requests at the new request's place in the window (≤ 500
   read per place). The benchmark files 593 messages into one grid before the next, so a request meets
   up to 500 there (a busy grid of a real city has tens); the scores cost ~2 µs a pair, fetching the
@@ -363,9 +415,9 @@ HTTP_LEFT = """### What is left
   pairs before rapidfuzz; not tried.
 * `grids_version` counts the grids once per transaction (`count(*)`): constant for the sample city, a
   short index scan for a city of thousands of grids. A grid changed outside the ORM of this process
-  with count and largest id kept is not seen until `clear_grid_cache` (the gazetteer's rule).
-* Walking up the unit hierarchy (`ancestor_of_kind`: places' `locate_point`, the gazetteer's checks,
-  `fallback_district`) now costs a query per level; intake no longer walks.
+  with count and largest id kept is not seen until `clear_grid_cache` (the gazetteer's rule). The same
+  holds for a routing rule or unit changed with a bare SQL `UPDATE` inside a transaction that already
+  routed (`transaction_memo`).
 * uvicorn's workers share one listening socket and asyncio accepts every pending connection at once, so
   clients that connect in a burst all land on one worker (16 connections opened together: workers at 0.91
   and 0.19 of a core). The benchmark opens them over a second, as clients arrive; a deployment behind
@@ -373,8 +425,7 @@ HTTP_LEFT = """### What is left
 * `core/auth.py` `principal_for` sets the token's `last_used_at` once a minute inside the request's
   transaction: requests in flight then with the same token wait on that row for the first one's commit
   (seen in `pg_stat_activity`); measured with one token for all 16 connections over 70 s: p99 968 ms
-  against 1,036 ms with a token each, so below the noise here.
-* At 64 connections p99 is queueing: at ~55 requests/s, 64 requests in flight wait ~1.2 s on average"""
+  against 1,036 ms with a token each, so below the noise here."""
 
 
 def _fmt(value: float, digits: int = 1) -> str:
