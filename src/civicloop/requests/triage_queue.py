@@ -96,6 +96,7 @@ class BatchReport:
 
     @property
     def taken(self) -> int:
+        """How many queue entries the batch took (and deleted)."""
         return len(self.triaged) + len(self.skipped) + len(self.failed)
 
 
@@ -246,6 +247,8 @@ class TriageRunner:
                 self._room.notify_all()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread after its current batch (waiting at most ``timeout`` seconds for it); filings
+        waiting for room go ahead."""
         self._stop.set()
         self._wake.set()
         with self._room:
