@@ -281,25 +281,34 @@ def test_the_listening_socket_is_tcp_and_a_taken_port_is_a_clear_error() -> None
 
 def test_a_filing_waits_for_room_when_the_queue_is_full(settings) -> None:
     """The bounded queue: at ``triage_backlog_limit`` waiting or being filed, a new filing is admitted
-    only once the runner has counted the queue down (or ``triage_backlog_wait_seconds`` pass)."""
+    only once the runner has counted the queue down (or ``triage_backlog_wait_seconds`` pass); it waits
+    on the event loop, and filings are admitted in the order they came."""
+    import asyncio
     import threading
 
     runner = triage_queue.TriageRunner(settings.model_copy(update={"triage_backlog_limit": 2,
                                                                    "triage_backlog_wait_seconds": 60}))
-    for _ in range(2):  # two filed by this process since the runner's last count
-        with runner.admit():
-            runner.wake()
-    assert runner.waiting == 2
-    admitted = threading.Event()
+    order: list[str] = []
 
-    def file_one() -> None:
-        with runner.admit():
-            admitted.set()
+    async def file(name: str) -> None:
+        async with runner.admit():
+            order.append(name)
+            runner.wake()  # its commit
 
-    filer = threading.Thread(target=file_one)
-    filer.start()
-    assert not admitted.wait(0.5)  # the queue is full: the filing waits before it stores anything
-    runner._seen(1)  # the runner's count after a batch: one left
-    assert admitted.wait(10)
-    filer.join(10)
-    assert runner.waiting == 1 and runner.filing == 0
+    async def scenario() -> None:
+        await file("first")
+        await file("second")  # two filed since the runner's last count: the queue is full
+        assert runner.waiting == 2
+        third = asyncio.create_task(file("third"))
+        await asyncio.sleep(0.05)
+        fourth = asyncio.create_task(file("fourth"))
+        await asyncio.sleep(0.5)
+        assert order == ["first", "second"]  # both wait, storing nothing yet
+        counted = threading.Thread(target=runner._claimed, args=(2,))  # the runner's batch took two
+        counted.start()
+        await asyncio.wait_for(asyncio.gather(third, fourth), 10)
+        counted.join()
+
+    asyncio.run(scenario())
+    assert order == ["first", "second", "third", "fourth"]
+    assert runner.filing == 0 and runner.waiting == 2
