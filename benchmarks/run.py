@@ -219,7 +219,9 @@ def http_rows(detail: dict[str, Any]) -> list[tuple[str, float, float, str]]:
     """The table's rows of the HTTP benchmark: civicloop per mode and connections against pgbench and
     against the plain FastAPI floor, the floor against pgbench, dispatch latency, memory."""
     floor = http_floor(detail)
-    plain = {p["connections"]: p for p in floor.get("plain", [])}
+    # civicloop serve sets TCP_NODELAY (cli/main.py listening_socket): its floor is the app that does too
+    floor_key = "plain_nodelay" if floor.get("plain_nodelay") else "plain"
+    plain = {p["connections"]: p for p in floor.get(floor_key, [])}
     rows: list[tuple[str, float, float, str]] = []
     for mode, run in http_runs(detail).items():
         best = http_best(run)
@@ -239,7 +241,7 @@ def http_rows(detail: dict[str, Any]) -> list[tuple[str, float, float, str]]:
             if connections in plain and floor.get("workers") == best["workers"]:
                 rows.append((f"{what} ({workers}, {connections} connections): requests/s against the floor",
                              phase["rps"], plain[connections]["rps"],
-                             f"{FLOOR_LABELS['plain']}, same server (requests/s)"))
+                             f"{FLOOR_LABELS[floor_key]}, same server (requests/s)"))
         heaviest = by_connections[max(by_connections)]
         if mode == "inline":
             rows.append((f"dispatch over HTTP ({workers}, {max(by_connections)} connections): sent → routed order,"
@@ -366,8 +368,11 @@ on 10 requests after a warm batch; over HTTP `benchmarks/http_intake.py --worker
   its outcome (it was inserted by an autoflush and updated); intake's own dispatch skips the dispatcher
   queue's look-up; one `DELETE` for the batch. Statements for 10 requests 201 → 117; triage in batches
   16.2 → 10.1 ms of CPU a request (inline 17.7 → 17.0).
-* **The queue is bounded, filings admitted first come first served** (`TriageRunner.admit`, a FastAPI
-  dependency of every filing route before anything reads the database; `triage_backlog_limit` 16):
+* **The queue is bounded, filings admitted first come first served** (`TriageRunner.admit`, an async
+  FastAPI dependency of every filing route before anything reads the database, waiting on the event
+  loop: the first version waited in a worker thread, and 64 filings on one worker of 40 threads left
+  none for those admitted, 5.0 requests/s with p50 10.7 s in the full run; on the loop 37.2 requests/s,
+  dispatch p99 940 ms; `triage_backlog_limit` 16):
   without a bound, a 64-connection load files faster than two cores triage, and the queue grows (first
   deferred runs, batches of 32: drained 3–12 s after the load, dispatch p99 5.7–13 s). Holding the
   answer after the commit instead bounded the answer, not the queue (dispatch p99 1.8 s at 64
@@ -503,7 +508,8 @@ def http_section(result: dict[str, Any]) -> list[str]:
                   " task, which gathers rows for up to 2 ms or 64, inserts them in one pipeline on a psycopg"
                   " `AsyncConnection`, commits once and then answers each (group commit). No token, no audit, no"
                   " intake: the cost of HTTP, validation and a durable row. uvicorn's multi-worker path"
-                  " (`Config.bind_socket`, as `civicloop serve --workers N` with N > 1 starts it) leaves the listening"
+                  " (`Config.bind_socket`, as `civicloop serve --workers N` with N > 1 started it before the third"
+                  " round below; it now binds its own, `cli/main.py` `listening_socket`) leaves the listening"
                   " socket's `proto` at 0, accepted connections inherit it and asyncio then sets no `TCP_NODELAY`,"
                   " so with h11 writing an answer's head and body apart, the body waits for the client's delayed"
                   " ACK (~40 ms on Linux; Kludex/uvicorn#3149): the floor of a keep-alive request's latency. "
