@@ -468,8 +468,9 @@ def doc_section(results: dict[str, Any]) -> list[str]:
                   + (f" {dup:.0%} of these requests were filed as duplicates of an earlier one (the generated texts"
                      " are built from templates, so requests at one building read alike): a duplicate is located and"
                      " classified but not routed or dispatched, so the mix is cheaper than a city's (about 4 %"
-                     " duplicates); in-process intake of the held-out real messages on PostgreSQL costs 33–37 ms of"
-                     " CPU per request (HTTP section, 'Changes made'), which would make the year ~2.5× longer still."
+                     " duplicates); in-process intake of the held-out real messages (1 % duplicates) on PostgreSQL"
+                     " costs about 10 ms of CPU a request in batches and 17 ms one by one (HTTP section, third"
+                     " round), so the real mix would not make the year shorter."
                      if dup > 0.1 else "")
                   + (f" Rate over the run (requests filed per second of the replay's own clock): first half"
                      f" {halves[0]:,.1f}, second half {halves[1]:,.1f}; the extrapolation assumes it stays there (the"
