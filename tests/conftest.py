@@ -107,6 +107,16 @@ def trained_classifier() -> object:
     return classifier.train(load_split().train, method=classifier.OURS)
 
 
+@pytest.fixture(scope="module")
+def model_file(trained_classifier: object, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared classifier (:func:`trained_classifier`) saved as a model file, once per test module."""
+    from civicloop.intelligence import model_store
+
+    path = tmp_path_factory.mktemp("model") / "classifier.joblib"
+    metadata = model_store.make_metadata(trained_classifier, fingerprint="0" * 64, metrics={})  # type: ignore[arg-type]
+    return model_store.save(trained_classifier, metadata, path)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def session(db: Engine) -> Iterator[Session]:
     """A session on the test database; the test decides whether to commit."""
@@ -134,6 +144,17 @@ def city(db: Engine) -> dict[str, int]:
         ids = {u.code: u.id for u in s.scalars(select(OrgUnit))}
         ids.update({f"cat:{c.path}": c.id for c in s.scalars(select(Category))})
     return ids
+
+
+@pytest.fixture
+def routed_city(city: dict[str, int], db: Engine) -> dict[str, int]:
+    """The sample city with its routing table (``importers.sample_city.build_routes``), committed."""
+    from civicloop.importers.sample_city import build_routes
+
+    with session_factory(db)() as s:
+        assert build_routes(s) > 0
+        s.commit()
+    return city
 
 
 @pytest.fixture

@@ -16,6 +16,11 @@ from civicloop.requests import closing, handling, intake
 from civicloop.requests.models import Channel, Satisfaction, ServiceRequest
 from civicloop.requests.service import Actor
 
+UNIT_OF_LABEL = {"交通运输": "DEP-JT", "教育文体": "DEP-JY", "劳动和社会保障": "DEP-RS", "卫生计生": "DEP-WJ",
+                 "商贸旅游": "DEP-SW"}
+"""The sample city's routing table (``importers.sample_city.build_routes``) sends these first-level labels
+to a fixed city department (tests of intelligent intake)."""
+
 OPERATOR = Actor("operator-1", Role.OPERATOR)
 DISPATCHER = Actor("dispatcher-1", Role.DISPATCHER)
 HANDLER = Actor("handler-1", Role.HANDLER)

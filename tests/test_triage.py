@@ -22,10 +22,10 @@ from civicloop.catalog.models import RoutingRule
 from civicloop.catalog.routing import RoutePlace, choose_rule
 from civicloop.core.db import session_factory
 from civicloop.core.settings import Settings, get_settings
-from civicloop.importers.sample_city import build_routes
 from civicloop.intelligence import classifier, model_store
 from civicloop.intelligence.data import load_split, shared_data_dir
 from civicloop.requests.models import RequestEvent, ServiceRequest
+from tests.helpers import UNIT_OF_LABEL
 
 pytestmark = [
     pytest.mark.skipif(shared_data_dir() is None, reason="shared data folder teddy2020c/ not found"),
@@ -38,16 +38,6 @@ DISPATCHER = {"X-Civicloop-Actor": "dispatcher-1", "X-Civicloop-Role": "dispatch
 ADMIN = {"X-Civicloop-Actor": "admin-1", "X-Civicloop-Role": "admin"}
 ANALYST = {"X-Civicloop-Actor": "analyst-1", "X-Civicloop-Role": "analyst"}
 EN = {"Accept-Language": "en"}
-UNIT_OF_LABEL = {"交通运输": "DEP-JT", "教育文体": "DEP-JY", "劳动和社会保障": "DEP-RS", "卫生计生": "DEP-WJ",
-                 "商贸旅游": "DEP-SW"}
-"""The sample city's routing table sends these first-level labels to a fixed city department."""
-
-
-@pytest.fixture(scope="module")
-def model_file(trained_classifier: classifier.TextClassifier, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "classifier.joblib"
-    metadata = model_store.make_metadata(trained_classifier, fingerprint="0" * 64, metrics={})
-    return model_store.save(trained_classifier, metadata, path)
 
 
 @pytest.fixture
@@ -55,14 +45,6 @@ def settings(model_file: Path) -> Settings:
     """Intelligent intake on, with the model trained on the training split."""
     return Settings(_env_file=None, triage_on_intake=True, trust_role_headers=True, model_path=str(model_file),  # type: ignore[call-arg]
                     auto_dispatch_threshold=0.9)
-
-
-@pytest.fixture
-def routed_city(city: dict[str, int], db) -> dict[str, int]:
-    with session_factory(db)() as s:
-        assert build_routes(s) > 0
-        s.commit()
-    return city
 
 
 @pytest.fixture(scope="module")

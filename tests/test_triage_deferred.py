@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from civicloop.core.db import session_factory
 from civicloop.core.settings import Settings, get_settings
-from civicloop.importers.sample_city import build_routes
-from civicloop.intelligence import classifier, model_store
+from civicloop.intelligence import classifier
 from civicloop.intelligence.data import load_split, shared_data_dir
 from civicloop.requests import triage, triage_queue
 from civicloop.requests.models import ServiceRequest, Triage, TriageQueueEntry, WorkOrder
+from tests.helpers import UNIT_OF_LABEL
 
 pytestmark = [
     pytest.mark.skipif(shared_data_dir() is None, reason="shared data folder teddy2020c/ not found"),
@@ -30,15 +30,6 @@ API = "/api/v1"
 OPERATOR = {"X-Civicloop-Actor": "operator-7", "X-Civicloop-Role": "operator"}
 DISPATCHER = {"X-Civicloop-Actor": "dispatcher-1", "X-Civicloop-Role": "dispatcher"}
 ANALYST = {"X-Civicloop-Actor": "analyst-1", "X-Civicloop-Role": "analyst"}
-UNIT_OF_LABEL = {"交通运输": "DEP-JT", "教育文体": "DEP-JY", "劳动和社会保障": "DEP-RS", "卫生计生": "DEP-WJ",
-                 "商贸旅游": "DEP-SW"}
-
-
-@pytest.fixture(scope="module")
-def model_file(trained_classifier: classifier.TextClassifier, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "classifier.joblib"
-    metadata = model_store.make_metadata(trained_classifier, fingerprint="0" * 64, metrics={})
-    return model_store.save(trained_classifier, metadata, path)
 
 
 @pytest.fixture
@@ -47,14 +38,6 @@ def settings(model_file: Path) -> Settings:
     seconds is the wake-up of the filing's commit."""
     return Settings(_env_file=None, triage_on_intake=True, triage_mode="deferred", triage_poll_seconds=30,  # type: ignore[call-arg]
                     trust_role_headers=True, model_path=str(model_file), auto_dispatch_threshold=0.9)
-
-
-@pytest.fixture
-def routed_city(city: dict[str, int], db) -> dict[str, int]:
-    with session_factory(db)() as s:
-        assert build_routes(s) > 0
-        s.commit()
-    return city
 
 
 @pytest.fixture(scope="module")
