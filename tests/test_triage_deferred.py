@@ -295,3 +295,30 @@ def test_a_filing_waits_for_room_when_the_queue_is_full(settings) -> None:
     asyncio.run(scenario())
     assert order == ["first", "second", "third", "fourth"]
     assert runner.filing == 0 and runner.waiting == 2
+
+
+def test_a_filing_that_waited_its_longest_goes_ahead_and_the_line_moves_on(settings) -> None:
+    """``triage_backlog_wait_seconds`` caps the wait: a filing whose turn never came is filed anyway, and
+    the ones behind it are not stuck behind its ticket once there is room."""
+    import asyncio
+
+    runner = triage_queue.TriageRunner(settings.model_copy(update={"triage_backlog_limit": 1,
+                                                                   "triage_backlog_wait_seconds": 0.5}))
+    order: list[str] = []
+
+    async def file(name: str, hold: float = 0.0) -> None:
+        async with runner.admit():
+            order.append(name)
+            await asyncio.sleep(hold)
+
+    async def scenario() -> None:
+        first = asyncio.create_task(file("first", hold=2.0))  # admitted, and filing for 2 s: the queue is full
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(file("second"))  # waits its 0.5 s, then goes ahead
+        await asyncio.wait_for(second, 5)
+        assert order == ["first", "second"]
+        await first
+        await asyncio.wait_for(file("third"), 5)  # room again: admitted at once, not after a lost ticket
+
+    asyncio.run(scenario())
+    assert order == ["first", "second", "third"] and runner.filing == 0
