@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session
 
 from civicloop.core.roles import Role
 from civicloop.core.settings import Settings
+from civicloop.intelligence.data import shared_data_dir
 from civicloop.requests import closing, handling, intake
 from civicloop.requests.models import Channel, Satisfaction, ServiceRequest
 from civicloop.requests.service import Actor
+
+CLASSIFIER_TESTS = [
+    pytest.mark.skipif(
+        shared_data_dir() is None,
+        reason="shared data folder teddy2020c/ not found (set CIVICLOOP_SHARED_DATA or place ../shared/data)",
+    ),
+    pytest.mark.xdist_group("classifier"),
+]
+"""``pytestmark`` of the modules that use the trained classifier: skipped without the shared data, and kept on
+one xdist worker (``--dist loadgroup``), which trains the model once (``conftest.trained_classifier``)."""
+CLI = str(Path(sys.executable).with_name("civicloop"))
+"""The ``civicloop`` command of this environment."""
+
+
+def run_cli(*args: str, db: Path, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``civicloop ARGS`` as a user does: a real process on the SQLite file ``db`` (in ``cwd``, default
+    ``db``'s folder), with ``env`` added to the environment; returns the finished process (text output)."""
+    full = {**os.environ, "CIVICLOOP_DATABASE_URL": f"sqlite:///{db}", "COLUMNS": "120", **(env or {})}
+    return subprocess.run([CLI, *args], cwd=cwd or db.parent, env=full, capture_output=True, text=True,
+                          timeout=timeout)
+
 
 UNIT_OF_LABEL = {"交通运输": "DEP-JT", "教育文体": "DEP-JY", "劳动和社会保障": "DEP-RS", "卫生计生": "DEP-WJ",
                  "商贸旅游": "DEP-SW"}

@@ -26,8 +26,8 @@ from civicloop.intelligence.data import (
     group_samples,
     load_split,
     normalise,
-    shared_data_dir,
 )
+from tests.helpers import CLASSIFIER_TESTS
 
 # Measured on the fixed split (seed 2020, 30 % of message groups held out): macro-F1 0.90, weakest class
 # 0.83 (docs/intelligence.md). The thresholds leave a small margin for BLAS/scikit-learn differences.
@@ -37,13 +37,7 @@ MIN_ACCURACY = 0.87
 # is not met, this guards against falling further.
 MIN_WEAKEST_CLASS = 0.78
 
-pytestmark = [
-    pytest.mark.skipif(
-        shared_data_dir() is None,
-        reason="shared data folder teddy2020c/ not found (set CIVICLOOP_SHARED_DATA or place ../shared/data)",
-    ),
-    pytest.mark.xdist_group("classifier"),
-]
+pytestmark = CLASSIFIER_TESTS
 
 
 @pytest.fixture(scope="module")

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from openpyxl import load_workbook
 
-CLI = str(Path(sys.executable).with_name("civicloop"))
+from tests.helpers import run_cli
 
 
 def run(*args: str, db: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CIVICLOOP_DATABASE_URL": f"sqlite:///{db}", "COLUMNS": "120"}
-    return subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return run_cli(*args, db=db, cwd=cwd)
 
 
 def test_init_then_ledger_export_and_metrics(tmp_path):

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from civicloop.intelligence import classifier, model_store
-from civicloop.intelligence.data import fingerprint, load_split, shared_data_dir
+from civicloop.intelligence.data import fingerprint, load_split
+from tests.helpers import CLASSIFIER_TESTS
 
-pytestmark = [pytest.mark.xdist_group("classifier"),
-              pytest.mark.skipif(shared_data_dir() is None, reason="shared data folder teddy2020c/ not found")]
+pytestmark = CLASSIFIER_TESTS
 SAMPLE = 150
 
 

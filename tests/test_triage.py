@@ -25,12 +25,9 @@ from civicloop.core.settings import Settings, get_settings
 from civicloop.intelligence import classifier, model_store
 from civicloop.intelligence.data import load_split, shared_data_dir
 from civicloop.requests.models import RequestEvent, ServiceRequest
-from tests.helpers import UNIT_OF_LABEL
+from tests.helpers import CLASSIFIER_TESTS, UNIT_OF_LABEL
 
-pytestmark = [
-    pytest.mark.skipif(shared_data_dir() is None, reason="shared data folder teddy2020c/ not found"),
-    pytest.mark.xdist_group("classifier"),
-]
+pytestmark = CLASSIFIER_TESTS
 
 API = "/api/v1"
 OPERATOR = {"X-Civicloop-Actor": "operator-7", "X-Civicloop-Role": "operator"}

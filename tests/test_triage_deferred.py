@@ -16,15 +16,12 @@ from sqlalchemy import select
 from civicloop.core.db import session_factory
 from civicloop.core.settings import Settings, get_settings
 from civicloop.intelligence import classifier
-from civicloop.intelligence.data import load_split, shared_data_dir
+from civicloop.intelligence.data import load_split
 from civicloop.requests import triage, triage_queue
 from civicloop.requests.models import ServiceRequest, Triage, TriageQueueEntry, WorkOrder
-from tests.helpers import UNIT_OF_LABEL
+from tests.helpers import CLASSIFIER_TESTS, UNIT_OF_LABEL, run_cli
 
-pytestmark = [
-    pytest.mark.skipif(shared_data_dir() is None, reason="shared data folder teddy2020c/ not found"),
-    pytest.mark.xdist_group("classifier"),
-]
+pytestmark = CLASSIFIER_TESTS
 
 API = "/api/v1"
 OPERATOR = {"X-Civicloop-Actor": "operator-7", "X-Civicloop-Role": "operator"}
@@ -154,14 +151,7 @@ def test_inline_intake_answers_with_its_record_and_queues_nothing(client, routed
 
 
 def _cli(*args: str, db: Path, model: Path) -> str:
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "CIVICLOOP_DATABASE_URL": f"sqlite:///{db}", "CIVICLOOP_MODEL_PATH": str(model),
-           "COLUMNS": "160"}
-    done = subprocess.run([str(Path(sys.executable).with_name("civicloop")), *args], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=db.parent)
+    done = run_cli(*args, db=db, env={"CIVICLOOP_MODEL_PATH": str(model), "COLUMNS": "160"}, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -216,19 +206,17 @@ def test_a_served_city_with_two_workers_answers_first_and_routes_within_seconds(
     """The real thing: ``civicloop serve --workers 2`` with deferred intake (each worker's runner started by
     the app), a request filed over HTTP, then read back routed."""
     import os
-    import sys
 
     import httpx
 
-    from tests.helpers import serving
+    from tests.helpers import CLI, serving
 
     db = tmp_path / "served.db"
     _cli("init", db=db, model=model_file)
     env = {**os.environ, "CIVICLOOP_DATABASE_URL": f"sqlite:///{db}", "CIVICLOOP_MODEL_PATH": str(model_file),
            "CIVICLOOP_TRIAGE_MODE": "deferred", "CIVICLOOP_TRUST_ROLE_HEADERS": "true",
            "CIVICLOOP_KEY_FILE": str(tmp_path / "civicloop.keys")}
-    cli = str(Path(sys.executable).with_name("civicloop"))
-    with serving(cli, tmp_path, env, workers=2) as root, httpx.Client(base_url=root, timeout=30) as http:
+    with serving(CLI, tmp_path, env, workers=2) as root, httpx.Client(base_url=root, timeout=30) as http:
         title, body, _ = confident[2]
         filed = http.post(f"{API}/requests", json={"title": title[:200], "description": body[:4000]},
                           headers=OPERATOR)
