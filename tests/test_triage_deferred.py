@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from civicloop.core.db import session_factory
 from civicloop.core.settings import Settings, get_settings
-from civicloop.intelligence import classifier
+from civicloop.intelligence import classifier, model_store
 from civicloop.intelligence.data import load_split
 from civicloop.requests import triage, triage_queue
 from civicloop.requests.models import ServiceRequest, Triage, TriageQueueEntry, WorkOrder
@@ -310,3 +310,23 @@ def test_a_filing_that_waited_its_longest_goes_ahead_and_the_line_moves_on(setti
 
     asyncio.run(scenario())
     assert order == ["first", "second", "third"] and runner.filing == 0
+
+
+def test_a_batch_is_classified_as_each_request_is(trained_classifier: classifier.TextClassifier,
+                                                  model_file: Path) -> None:
+    settings = Settings(_env_file=None, model_path=str(model_file))  # type: ignore[call-arg]
+    samples = load_split().test[:40]
+    requests = [ServiceRequest(id=i + 1, title=s.title[:200], description=s.detail[:4000])
+                for i, s in enumerate(samples)]
+    requests.append(ServiceRequest(id=99, title="路灯不亮", description="路灯不亮", category_id=5))
+    predicted = triage.predict_batch(requests, settings)
+    assert set(predicted) == {r.id for r in requests[:-1]}  # a request filed with its category is not classified
+    stored = model_store.current(model_file)
+    assert stored is not None
+    for request in requests[:-1]:
+        model, batch = predicted[request.id]
+        alone = stored.model.predict(request.title, request.description)
+        assert model is stored
+        assert [label for label, _ in batch.top3] == [label for label, _ in alone.top3]
+        assert [p for _, p in batch.top3] == pytest.approx([p for _, p in alone.top3], abs=1e-12)
+    assert triage.predict_batch(requests, Settings(_env_file=None, model_path="/nonexistent/model.joblib")) == {}  # type: ignore[call-arg]

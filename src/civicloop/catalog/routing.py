@@ -190,12 +190,17 @@ def _unit_states(session: Session, unit_ids: Iterable[int | None]) -> dict[int, 
     """Return ``{id: (id, name, active)}`` of the units among ``unit_ids`` that exist, in one query of
     three columns: routing needs no more of a unit, and loading whole units (their parents joined and
     their grids with polygons) for each of intake's three suggestions was a fifth of intake's time
-    (issue 9, docs/benchmarks.md)."""
-    wanted = sorted({u for u in unit_ids if u is not None})
+    (issue 9, docs/benchmarks.md). Remembered with the routes for the rest of the transaction (the same
+    street office leads many routes of a batch)."""
+    wanted = tuple(sorted({u for u in unit_ids if u is not None}))
     if not wanted:
         return {}
-    rows = session.execute(select(OrgUnit.id, OrgUnit.name, OrgUnit.active).where(OrgUnit.id.in_(wanted)))
-    return {row.id: row for row in rows}
+    memo = _memo(session)
+    key = ("units", wanted)
+    if key not in memo:
+        rows = session.execute(select(OrgUnit.id, OrgUnit.name, OrgUnit.active).where(OrgUnit.id.in_(wanted)))
+        memo[key] = {row.id: row for row in rows}
+    return memo[key]  # type: ignore[no-any-return]
 
 
 def describe(session: Session, rule: RoutingRule, lead: OrgUnit) -> str:

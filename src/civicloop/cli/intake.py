@@ -85,7 +85,8 @@ def replay(
                     triage_queue.enqueue(session, request_id=request.id, now=request.created_at)
         if batch > 1:
             with session_scope() as session:
-                triage_queue.run_batch(session, settings=settings, limit=len(filed))
+                triage_queue.run_batch(session, settings=settings, limit=len(filed),
+                                       request_ids=[r.id for r in filed])
                 found = {t.request_id: t for t in session.scalars(
                     select(Triage).where(Triage.request_id.in_([r.id for r in filed])))}
                 outcomes += [_outcome(session, row, found[r.id]) for row, r in zip(chunk, filed, strict=True)]
@@ -98,12 +99,13 @@ def replay(
 
 def _outcome(session: Any, row: dict[str, str], record: Any) -> dict[str, Any]:
     """One replayed row's figures: the outcome, the queue's reasons, the latency (seconds), the file's
-    label and the first level of the category intake gave it."""
-    from civicloop.catalog.models import Category
-    from civicloop.requests.models import ServiceRequest
+    label and the first level of the category intake gave it (the record's top suggestion, which an
+    automatic dispatch accepts; ``None`` for a request intake did not dispatch)."""
+    from civicloop.catalog.service import find_category
+    from civicloop.requests.models import TriageOutcome
 
-    request = session.get(ServiceRequest, record.request_id)
-    category = session.get(Category, request.category_id) if request.category_id else None
+    category = (find_category(session, record.category_id)
+                if record.outcome == TriageOutcome.AUTO_DISPATCHED and record.category_id else None)
     return {"outcome": str(record.outcome), "reasons": list(record.reasons), "latency": record.latency_seconds,
             "label": (row.get("label") or "").strip(), "level1": category.path.split("/")[0] if category else None}
 

@@ -90,14 +90,16 @@ def model_path(settings: Settings) -> Path:
 
 def triage(
     session: Session, *, request: ServiceRequest, settings: Settings, started: float | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, predicted: Predicted | None = None,
 ) -> Triage:
     """Run intelligent intake on a request just filed (status ``submitted``) and return its record.
 
     ``started`` is the ``time.perf_counter()`` reading when the request arrived, so
     ``latency_seconds`` of an automatic dispatch covers filing, classification and routing (default:
     from this call). Raises nothing for a request it cannot place, classify or route: those go to the
-    queue. Raises ``IllegalTransition`` only if the request is no longer ``submitted``."""
+    queue. ``predicted``: the classifier's answer for this request when the caller classified a batch at
+    once (:func:`predict_batch`). Raises ``IllegalTransition`` only if the request is no longer
+    ``submitted``."""
     started = time.perf_counter() if started is None else started
     now = now_or(now)
     record = Triage(request_id=request.id, outcome=TriageOutcome.QUEUED, queued=False, triaged_at=now,
@@ -105,7 +107,7 @@ def triage(
     record.place = locate(session, request)
     duplicate = triage_steps.find_duplicate(session, request=request, settings=settings,
                                             place_label=record.place.get("label") or None, now=now)
-    suggestions, reasons, stored = classify(session, request=request, settings=settings)
+    suggestions, reasons, stored = classify(session, request=request, settings=settings, predicted=predicted)
     record.model_version = stored.metadata.get("version", "") if stored else ""
     record.suggestions = [s.as_dict() for s in suggestions]
     if suggestions:
@@ -182,6 +184,33 @@ def _grid_place(session: Session, grid_id: int) -> GridPlace | None:
     return intake.grid_place_of(grid) if grid is not None else None
 
 
+Predicted = tuple[model_store.StoredModel, Any]
+"""A model and its ``Prediction`` for one request (``intelligence.classifier``)."""
+
+
+def current_model(settings: Settings) -> model_store.StoredModel | None:
+    """Return the classifier in use (``model_store.current``), or ``None`` when there is no model file or it
+    cannot be read (logged: its requests go to the queue with reason ``no_model``)."""
+    try:
+        return model_store.current(model_path(settings))
+    except model_store.ModelFileInvalid:
+        logger.exception("the classifier's model file cannot be read: requests go to the queue")
+        return None
+
+
+def predict_batch(requests: Sequence[ServiceRequest], settings: Settings) -> dict[int, Predicted]:
+    """Classify the requests of a batch that intake will classify (no category given) in one call of the
+    model: ``{request id: (model, prediction)}`` for :func:`triage`'s ``predicted`` (empty without a
+    model). The answers are those of one call per request; a batch of 32 costs ~0.3 ms of CPU a request
+    instead of ~0.75 (the vectorizers' and the linear model's work in whole arrays; issue 9)."""
+    todo = [r for r in requests if r.category_id is None]
+    stored = current_model(settings) if todo else None
+    if stored is None:
+        return {}
+    predictions = stored.model.predict_many([(r.title, r.description) for r in todo])
+    return {r.id: (stored, p) for r, p in zip(todo, predictions, strict=True)}
+
+
 def route_place(session: Session, request: ServiceRequest) -> routing.RoutePlace:
     """Return the request's place as the routing table sees it (district, street, community ids)."""
     community_id = None
@@ -193,22 +222,22 @@ def route_place(session: Session, request: ServiceRequest) -> routing.RoutePlace
 
 
 def classify(
-    session: Session, *, request: ServiceRequest, settings: Settings
+    session: Session, *, request: ServiceRequest, settings: Settings, predicted: Predicted | None = None
 ) -> tuple[list[Suggestion], list[str], model_store.StoredModel | None]:
     """Return the request's top 3 suggestions (best first), the reasons it cannot be dispatched
-    automatically (empty when it can) and the model used (``None`` without a model file)."""
+    automatically (empty when it can) and the model used (``None`` without a model file).
+    ``predicted``: the model and its prediction for this request, when already made for its batch."""
     place = route_place(session, request)
     if request.category_id is not None:  # chosen by the operator who filed it: only route it
         given = given_category(session, request, place)
         return [given], ([] if given.lead_unit_id is not None else ["no_rule"]), None
-    try:
-        stored = model_store.current(model_path(settings))
-    except model_store.ModelFileInvalid:
-        logger.exception("the classifier's model file cannot be read: requests go to the queue")
-        stored = None
-    if stored is None:
-        return [], ["no_model"], None
-    prediction = stored.model.predict(request.title, request.description)
+    if predicted is not None:
+        stored, prediction = predicted
+    else:
+        stored = current_model(settings)
+        if stored is None:
+            return [], ["no_model"], None
+        prediction = stored.model.predict(request.title, request.description)
     rules = routing.active_rules(session)  # once for the three suggestions, as the category tree
     levels = triage_steps.levels_of(session)
     suggestions: list[Suggestion] = []

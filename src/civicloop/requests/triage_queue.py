@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -103,14 +103,17 @@ class BatchReport:
 
 
 def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
-              claimed: Callable[[int], None] | None = None) -> BatchReport:
+              claimed: Callable[[int], None] | None = None, request_ids: Sequence[int] | None = None) -> BatchReport:
     """Triage up to ``limit`` (default ``triage_batch_size``) queued requests, oldest first, in the
     caller's transaction; each entry is deleted. Entries another transaction holds are skipped
     (PostgreSQL). A request's failure is contained in a savepoint and leaves it in the dispatcher's
     queue with reason ``triage_failed``. ``claimed`` is told how many entries the batch took, as soon as
-    it took them. Does not commit."""
+    it took them. ``request_ids``: take only these requests' entries (``civicloop intake replay``, so that
+    replays running side by side, or a server's runners, triage only their own). Does not commit."""
     query = (select(TriageQueueEntry).order_by(TriageQueueEntry.request_id)
              .limit(limit or settings.triage_batch_size).with_for_update(skip_locked=True))
+    if request_ids is not None:
+        query = query.where(TriageQueueEntry.request_id.in_(list(request_ids)))
     report = BatchReport()
     entries = session.scalars(query).all()
     ids = [entry.request_id for entry in entries]
@@ -120,6 +123,12 @@ def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
     requests = {r.id: r for r in session.scalars(select(ServiceRequest).where(ServiceRequest.id.in_(ids))
                                                  .options(selectinload(ServiceRequest.work_orders)))}
     triaged = set(session.scalars(select(Triage.request_id).where(Triage.request_id.in_(ids))))
+    todo = [r for r in requests.values() if r.status == RequestStatus.SUBMITTED and r.id not in triaged]
+    try:
+        predicted = triage.predict_batch(todo, settings)
+    except Exception:  # the per-request path classifies (or fails) each on its own
+        log.exception("classifying deferred intake's batch at once failed: one by one")
+        predicted = {}
     for entry in entries:
         request = requests.get(entry.request_id)
         if request is None or request.status != RequestStatus.SUBMITTED or request.id in triaged:
@@ -130,7 +139,7 @@ def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
             try:
                 with session.begin_nested():
                     triage.triage(session, request=request, settings=settings,
-                                  started=time.perf_counter() - waited, now=now)
+                                  started=time.perf_counter() - waited, now=now, predicted=predicted.get(request.id))
                 report.triaged.append(request.id)
             except Exception:
                 log.exception("deferred intake of request %s failed: it waits for a person", request.id)
