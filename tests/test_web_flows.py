@@ -21,7 +21,7 @@ from civicloop.core.db import session_factory
 from civicloop.core.settings import Settings
 from civicloop.requests.models import RequestEvent, RequestStatus, ServiceRequest, Triage, WorkOrder
 from tests.helpers import dispatched
-from tests.web_helpers import csrf_of, login, make_users, seed_activity, web_settings
+from tests.web_helpers import csrf_of, login, make_users, one_month_now, seed_activity, web_settings
 
 
 @pytest.fixture
@@ -267,7 +267,7 @@ def test_anonymous_public_files_on_the_public_form(client: TestClient, db: Engin
 def test_supervisor_ranking_drill_down_and_supervision(client: TestClient, db: Engine, city: dict[str, int],
                                                        settings: Settings) -> None:
     make_users(db, city, only=("sup", "sup2"))
-    seed_activity(db, city, settings)
+    seed_activity(db, city, settings, now=one_month_now(settings))
     token = login(client, "sup")
     page = client.get("/supervise").text
     assert 'id="ranking-table"' in page and "东桥街道" in page and 'data-chart="rank-chart"' in page

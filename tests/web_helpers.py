@@ -4,7 +4,7 @@ CSRF token a page's forms carry."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +88,24 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> str:
     return csrf_of(page.text)
 
 
-def seed_activity(engine: Engine, city: dict[str, int], settings: Any) -> None:
+def one_month_now(settings: Any) -> datetime:
+    """Now, unless the users' month (``settings.tz``) began less than 8 hours ago: then the last day of the
+    month before at 12:00, so that the last hours of work :func:`seed_activity` files lie in one month
+    (the supervisor's ranking shows one; its test failed on the first night of December, when the closed
+    cases of "3 to 7 hours ago" were November's and the default month December)."""
+    now = utcnow()
+    local = now.astimezone(settings.tz)
+    start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if local - start >= timedelta(hours=8):
+        return now
+    return (start - timedelta(hours=12)).astimezone(UTC)
+
+
+def seed_activity(engine: Engine, city: dict[str, int], settings: Any, now: datetime | None = None) -> None:
     """A month of plausible work in the sample city (committed): orders of street D01-S01 overdue, nearly
     due and on time; closed, dissatisfied and replied cases of other streets; requests spread over the
-    grids (for the density map); three findings to review. Times are relative to now, so the colours of
-    the deadlines are known: one overdue (red), one with two hours left (orange), one
+    grids (for the density map); three findings to review. Times are relative to ``now`` (default: now),
+    so the colours of the deadlines are known: one overdue (red), one with two hours left (orange), one
     with seven working days (green)."""
     from civicloop.analytics.findings import Finding
     from civicloop.analytics.service import store_findings
@@ -100,7 +113,7 @@ def seed_activity(engine: Engine, city: dict[str, int], settings: Any) -> None:
     from civicloop.requests.models import Satisfaction
     from tests.helpers import HANDLER, closed, dispatched, make_request
 
-    now = utcnow()
+    now = now or utcnow()
     with session_factory(engine)() as session:
         old = dispatched(session, settings, unit_id=city["D01-S01"], now=now - timedelta(days=12),
                          title="楼道堆放杂物堵塞消防通道", description="三号楼一单元楼道堆满纸箱，存在火灾隐患。",
