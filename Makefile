@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := src/civicloop/static/vendor
 ASSETS := $(VENDOR)/.installed
 
-.PHONY: demo test install lint serve bench clean browser smoke
+.PHONY: demo test install lint serve bench bench-replay clean browser smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ browser:
 ## bench: the benchmarks, results in docs/benchmarks.md (QUICK=1: the quick set, a few minutes)
 bench: $(STAMP) $(ASSETS)
 	$(BIN)/python benchmarks/run.py $(if $(QUICK),--quick,)
+
+## bench-replay: replay N generated requests (default 1,000,000) through intake on PostgreSQL in PROCESSES
+## processes side by side (default 2); hours, not part of `make bench` (benchmarks/replay_scale.py)
+bench-replay: $(STAMP) $(ASSETS)
+	$(BIN)/python benchmarks/replay_scale.py --requests $(or $(N),1000000) --processes $(or $(PROCESSES),2)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -282,10 +282,7 @@ def bench_replay(quick: bool, model_path: Path, n: int | None = None) -> dict[st
     on a fresh SQLite database of the sample city with the classifier at ``model_path``, then import the
     same rows without intake (one INSERT + commit each) into the same database; return both rates
     (requests/s) and the extrapolation to :data:`BEIJING_YEAR` requests in ``detail``."""
-    from sqlalchemy import insert
 
-    from civicloop.core.db import make_engine
-    from civicloop.requests.models import ServiceRequest
 
     n = n or (200 if quick else 10_000)
     folder = Path(tempfile.mkdtemp(prefix="bench-replay-", dir=OUT))
@@ -315,17 +312,7 @@ def bench_replay(quick: bool, model_path: Path, n: int | None = None) -> dict[st
     # the reference: the same rows imported as plain rows, one INSERT + commit each, into the same file
     with data.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))[: min(n, 5_000)]
-    engine = make_engine(url)
-    started = time.perf_counter()
-    for row in rows:
-        now = datetime.now(UTC)
-        with engine.begin() as conn:
-            conn.execute(insert(ServiceRequest).values(
-                channel="hotline", title=row["title"][:200], description=row["detail"][:4000], address=row["address"],
-                deadline_tier="7wd", status="submitted", created_at=now, updated_at=now, version=1, support_count=0,
-                return_count=0, reopen_count=0, fallback=False))
-    import_rate = len(rows) / (time.perf_counter() - started)
-    engine.dispose()
+    import_rate = import_reference(url, rows)
     year_hours = BEIJING_YEAR / rate / 3600
     return {"rows": [(f"replay: import + classify + route of {n:,} requests (requests/s)", rate, import_rate,
                       "import of the same rows without intake, one INSERT + commit each (requests/s)")],
@@ -338,6 +325,28 @@ def bench_replay(quick: bool, model_path: Path, n: int | None = None) -> dict[st
                        "million_hours": 1_000_000 / rate / 3600, "beijing_year_hours": year_hours,
                        "beijing_year_fits_3h": year_hours <= 3, "needed_rate": BEIJING_YEAR / REPLAY_BUDGET_S,
                        "folder": str(folder)}}
+
+
+def import_reference(url: str, rows: list[dict[str, str]]) -> float:
+    """Import ``rows`` (``title``, ``detail``, ``address``) into the database at ``url`` as plain requests,
+    one INSERT + commit each, without intake; return the rate (rows per second): the replay's reference."""
+    from sqlalchemy import insert
+
+    from civicloop.core.db import make_engine
+    from civicloop.requests.models import ServiceRequest
+
+    engine = make_engine(url)
+    started = time.perf_counter()
+    for row in rows:
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            conn.execute(insert(ServiceRequest).values(
+                channel="hotline", title=row["title"][:200], description=row["detail"][:4000], address=row["address"],
+                deadline_tier="7wd", status="submitted", created_at=now, updated_at=now, version=1, support_count=0,
+                return_count=0, reopen_count=0, fallback=False))
+    rate = len(rows) / (time.perf_counter() - started)
+    engine.dispose()
+    return rate
 
 
 FULL = 10_000_000

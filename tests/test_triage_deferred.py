@@ -132,6 +132,32 @@ def test_a_failing_triage_leaves_the_request_to_a_person_and_nothing_half_done(
     assert client.get(f"{API}/requests/{fine['id']}", headers=DISPATCHER).json()["status"] == "dispatched"
 
 
+def test_a_batch_that_fails_midway_is_done_again_one_by_one_without_doubles(
+        client, routed_city, confident, db, settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch runs in one savepoint: a failure after a request was triaged rolls that back too, and the
+    batch is run again request by request; each triaged request ends with one record and one work order."""
+    first, broken, last = (file(client, *m[:2]) for m in confident[2:5])
+    real = triage.triage
+
+    def fails_for_one(session, *, request, **kwargs):
+        if request.id == broken["id"]:
+            raise RuntimeError("the model server went away")
+        return real(session, request=request, **kwargs)
+
+    monkeypatch.setattr(triage, "triage", fails_for_one)
+    with session_factory(db)() as s:
+        report = triage_queue.run_batch(s, settings=settings)
+        s.commit()
+    assert report.triaged == [first["id"], last["id"]] and report.failed == [broken["id"]]
+    with session_factory(db)() as s:
+        for filed in (first, last):
+            assert len(s.scalars(select(Triage).where(Triage.request_id == filed["id"])).all()) == 1
+            assert len(s.scalars(select(WorkOrder).where(WorkOrder.request_id == filed["id"])).all()) == 1
+            assert s.get(ServiceRequest, filed["id"]).status == "dispatched"
+        assert s.scalar(select(Triage.reasons).where(Triage.request_id == broken["id"])) == ["triage_failed"]
+        assert s.scalars(select(TriageQueueEntry)).all() == []
+
+
 def test_a_retried_filing_says_it_is_still_pending(client, routed_city, confident) -> None:
     title, body, _ = confident[0]
     first = file(client, title, body, **{"Idempotency-Key": "deferred-retry-1"})

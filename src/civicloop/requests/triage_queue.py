@@ -106,8 +106,9 @@ def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
               claimed: Callable[[int], None] | None = None, request_ids: Sequence[int] | None = None) -> BatchReport:
     """Triage up to ``limit`` (default ``triage_batch_size``) queued requests, oldest first, in the
     caller's transaction; each entry is deleted. Entries another transaction holds are skipped
-    (PostgreSQL). A request's failure is contained in a savepoint and leaves it in the dispatcher's
-    queue with reason ``triage_failed``. ``claimed`` is told how many entries the batch took, as soon as
+    (PostgreSQL). The batch runs in one savepoint; when a request fails, it is rolled back and run again
+    with a savepoint for each request, so the failing one alone is left in the dispatcher's queue with
+    reason ``triage_failed``. ``claimed`` is told how many entries the batch took, as soon as
     it took them. ``request_ids``: take only these requests' entries (``civicloop intake replay``, so that
     replays running side by side, or a server's runners, triage only their own). Does not commit."""
     query = (select(TriageQueueEntry).order_by(TriageQueueEntry.request_id)
@@ -123,27 +124,35 @@ def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
     requests = {r.id: r for r in session.scalars(select(ServiceRequest).where(ServiceRequest.id.in_(ids))
                                                  .options(selectinload(ServiceRequest.work_orders)))}
     triaged = set(session.scalars(select(Triage.request_id).where(Triage.request_id.in_(ids))))
-    todo = [r for r in requests.values() if r.status == RequestStatus.SUBMITTED and r.id not in triaged]
-    try:
-        predicted = triage.predict_batch(todo, settings)
-    except Exception:  # the per-request path classifies (or fails) each on its own
-        log.exception("classifying deferred intake's batch at once failed: one by one")
-        predicted = {}
+    due: list[ServiceRequest] = []
     for entry in entries:
         request = requests.get(entry.request_id)
         if request is None or request.status != RequestStatus.SUBMITTED or request.id in triaged:
             report.skipped.append(entry.request_id)
         else:
-            now = utcnow()
-            waited = max(0.0, (now - request.created_at).total_seconds())
+            due.append(request)
+    try:
+        predicted = triage.predict_batch(due, settings)
+    except Exception:  # the per-request path classifies (or fails) each on its own
+        log.exception("classifying deferred intake's batch at once failed: one by one")
+        predicted = {}
+    try:
+        with session.begin_nested():  # one savepoint for the batch: two statements, not two a request
+            for request in due:
+                _triage_one(session, request, settings, predicted)
+        report.triaged = [request.id for request in due]
+    except Exception:
+        # one of them failed: the batch's work is undone and done again request by request, each in its
+        # own savepoint, so that only the failing one is left to a person
+        log.warning("a request of deferred intake's batch failed: the batch again, one request at a time")
+        for request in due:
             try:
                 with session.begin_nested():
-                    triage.triage(session, request=request, settings=settings,
-                                  started=time.perf_counter() - waited, now=now, predicted=predicted.get(request.id))
+                    _triage_one(session, request, settings, predicted)
                 report.triaged.append(request.id)
             except Exception:
                 log.exception("deferred intake of request %s failed: it waits for a person", request.id)
-                _queue_for_person(session, request_id=request.id, now=now)
+                _queue_for_person(session, request_id=request.id, now=utcnow())
                 report.failed.append(request.id)
     if ids:  # one statement for the batch; the rows are locked by this transaction since the claim
         session.execute(delete(TriageQueueEntry).where(TriageQueueEntry.request_id.in_(ids))
@@ -152,6 +161,15 @@ def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
             session.expunge(entry)
     session.flush()
     return report
+
+
+def _triage_one(session: Session, request: ServiceRequest, settings: Settings,
+                predicted: dict[int, triage.Predicted]) -> None:
+    """Triage one request of a batch; its latency counts from its filing (the wait in the queue too)."""
+    now = utcnow()
+    waited = max(0.0, (now - request.created_at).total_seconds())
+    triage.triage(session, request=request, settings=settings, started=time.perf_counter() - waited, now=now,
+                  predicted=predicted.get(request.id))
 
 
 def _queue_for_person(session: Session, *, request_id: int, now: datetime) -> None:

@@ -1,0 +1,229 @@
+"""Issue 9, item 6 at full size: replay N generated requests (default 1,000,000) through intake on PostgreSQL.
+
+``make bench-replay`` (``N=…``, ``PROCESSES=…``) or ``python benchmarks/replay_scale.py --requests N
+--processes P``. Long: about N ÷ the rate of ``make bench``'s replay row, so not part of ``make bench``.
+
+What it does, in one run on a fresh PostgreSQL database (``civicloop init``: the sample city, its routing
+table, the model of ``make bench``):
+
+* writes N rows (title and body of the cached 10⁵ generated requests, in order, repeated; an address of
+  the sample city, ``scale.sample_address``) into P files, each street's rows into one file in their
+  order, so that the requests one duplicate check compares are filed by one process in the file's order
+  (a city replaying its history would split it by district the same way);
+* runs P ``civicloop intake replay --batch 32`` side by side (each files 32 rows in one transaction, then
+  triages them in the next: locate, duplicates, classify, route, dispatch or queue), and every
+  ``--every`` seconds counts the triage records, for the rate along the way (does it fall as the tables
+  grow?);
+* the reference, in the same run and database: the same rows imported without intake, one INSERT +
+  commit each (``scale.import_reference``).
+
+Writes ``out/bench/replay-scale.json`` and the section between :data:`BEGIN` and :data:`END` of
+docs/benchmarks.md (added at the end when missing); drops the database at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import http_intake  # benchmarks/http_intake.py: the PostgreSQL database
+import http_load  # benchmarks/http_load.py: /proc readings
+import scale  # benchmarks/scale.py: the generated rows, the addresses, the reference
+
+DATABASE = "civicloop_bench_replay"
+DOC = scale.ROOT / "docs" / "benchmarks.md"
+BEGIN = "<!-- replay-scale: written by benchmarks/replay_scale.py -->"
+END = "<!-- /replay-scale -->"
+
+
+def write_parts(n: int, processes: int, folder: Path) -> list[Path]:
+    """Write ``n`` replay rows (``scale.replay_rows``' texts and addresses) into ``processes`` CSV files,
+    row ``i`` into file ``(i mod 6) mod processes``: each of the six streets' rows in one file, in order.
+    Returns the files."""
+    import sqlite3
+
+    source = scale.generated_db(100_000)
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as conn:
+        texts = conn.execute("SELECT title, description FROM service_requests ORDER BY id LIMIT ?", (n,)).fetchall()
+    paths = [folder / f"rows-{k}.csv" for k in range(processes)]
+    handles = [path.open("w", encoding="utf-8", newline="") for path in paths]
+    try:
+        writers = [csv.writer(handle) for handle in handles]
+        for writer in writers:
+            writer.writerow(["title", "detail", "address"])
+        streets = len(scale.SAMPLE_STREETS)
+        for i in range(n):
+            title, detail = texts[i % len(texts)]
+            writers[(i % streets) % processes].writerow([title, detail, scale.sample_address(i)])
+    finally:
+        for handle in handles:
+            handle.close()
+    return paths
+
+
+def _count(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM triages").fetchone()
+    return int(row[0]) if row else 0
+
+
+def run(n: int, processes: int, model_path: Path, *, batch: int = scale.REPLAY_BATCH,
+        every: float = 60.0) -> dict[str, Any]:
+    """Replay ``n`` requests in ``processes`` processes on a fresh PostgreSQL database; return the
+    figures (``detail`` of the JSON). Raises ``RuntimeError`` when a replay process fails."""
+    url = http_intake.fresh_database(DATABASE)
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    env = {**os.environ, "CIVICLOOP_DATABASE_URL": url, "CIVICLOOP_MODEL_PATH": str(model_path)}
+    try:
+        subprocess.run([*scale.CIVICLOOP, "init"], env=env, check=True, capture_output=True)
+        folder = Path(tempfile.mkdtemp(prefix="bench-replay-scale-", dir=scale.OUT))
+        parts = write_parts(n, processes, folder)
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_before = usage.ru_utime + usage.ru_stime
+        busy_before = http_load.machine_busy()
+        started = time.perf_counter()
+        running = [subprocess.Popen([*scale.CIVICLOOP, "intake", "replay", "--data", str(path), "--batch",
+                                     str(batch), "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True) for path in parts]
+        backends_cpu: dict[int, float] = {}
+        progress: list[tuple[float, int]] = [(0.0, 0)]
+        peak_kb = 0
+        next_count = started + every
+        while any(p.poll() is None for p in running):
+            time.sleep(0.5)
+            peak_kb = max(peak_kb, sum(http_load.status_kb(p.pid, "VmRSS") for p in running))
+            for pid in http_load.database_backends(DATABASE):  # PostgreSQL's CPU for the replay's connections
+                backends_cpu[pid] = http_load.cpu_seconds(pid) or backends_cpu.get(pid, 0.0)
+            if time.perf_counter() >= next_count:
+                progress.append((round(time.perf_counter() - started, 1), _count(dsn)))
+                print(f"replay: {progress[-1][1]:,} of {n:,} after {progress[-1][0]:,.0f} s", flush=True)
+                next_count += every
+        seconds = time.perf_counter() - started
+        busy, total = (a - b for a, b in zip(http_load.machine_busy(), busy_before, strict=True))
+        outs = [p.communicate() for p in running]
+        failed = [err[-400:] for p, (_, err) in zip(running, outs, strict=True) if p.returncode != 0]
+        if failed:
+            raise RuntimeError(f"civicloop intake replay failed: {failed[0]}")
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = usage.ru_utime + usage.ru_stime - cpu_before
+        figures = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+        progress.append((round(seconds, 1), _count(dsn)))
+        outcomes: dict[str, int] = {}
+        for part in figures:
+            for outcome, count in part["by_outcome"].items():
+                outcomes[outcome] = outcomes.get(outcome, 0) + count
+        with parts[0].open(encoding="utf-8") as handle:
+            sample = list(csv.DictReader(handle))[:5_000]
+        import_rate = scale.import_reference(url, sample)
+    finally:
+        http_intake.drop_database(DATABASE)
+    rate = n / seconds
+    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(progress) if b[0] > a[0]]
+    return {
+        "requests": n, "processes": processes, "batch": batch, "seconds": round(seconds, 1), "rate": rate,
+        "import_rate": import_rate, "ratio": rate / import_rate, "cpu_seconds": round(cpu, 1),
+        "cpu_ms_per_request": cpu / n * 1000, "postgres_cpu_ms_per_request": sum(backends_cpu.values()) / n * 1000,
+        "machine_busy": busy / total if total else None, "peak_rss_mb": peak_kb / 1024,
+        "outcomes": outcomes, "progress": progress, "rates": rates,
+        "first_tenth_rate": _rate_between(progress, 0, n // 10),
+        "last_tenth_rate": _rate_between(progress, n - n // 10, n),
+        "beijing_year_hours": scale.BEIJING_YEAR / rate / 3600,
+        "needed_rate": scale.BEIJING_YEAR / scale.REPLAY_BUDGET_S,
+        "per_process_wall_seconds": [part["wall_seconds"] for part in figures],
+        "load_average": os.getloadavg()[0], "at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+    }
+
+
+def _rate_between(progress: list[tuple[float, int]], low: int, high: int) -> float | None:
+    """Requests per second between the samples nearest to ``low`` and ``high`` requests done."""
+    if len(progress) < 3:
+        return None
+    first = min(progress, key=lambda p: abs(p[1] - low))
+    last = min(progress, key=lambda p: abs(p[1] - high))
+    return (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else None
+
+
+def _n(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def doc_section(d: dict[str, Any], info: dict[str, Any]) -> list[str]:
+    """The lines of docs/benchmarks.md's section for the figures ``d`` of :func:`run` (``info``: the machine)."""
+    hours = d["beijing_year_hours"]
+    first, last = d["first_tenth_rate"], d["last_tenth_rate"]
+    walls = ", ".join(f"{s / 3600:.2f}" for s in d["per_process_wall_seconds"])
+    outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(d["outcomes"].items()))
+    return [
+        BEGIN, "", f"## Replay of {d['requests']:,} requests (issue 9, item 6)", "",
+        f"Run: {d['at']}, `make bench-replay N={d['requests']} PROCESSES={d['processes']}` "
+        f"(`benchmarks/replay_scale.py`). Machine: {info.get('cpu', '')}, {info.get('cores', '')} cores, "
+        f"load average at the end {d['load_average']:.2f}. PostgreSQL, a fresh database of the sample city; "
+        f"{d['processes']} `civicloop intake replay --batch {d['batch']}` side by side, each the rows of "
+        f"{6 // max(1, d['processes'])} of the six streets in order; reference: the same rows imported without "
+        "intake, one INSERT + commit each, into the same database in the same run.", "",
+        "| figure | value | reference | reference value | ratio |", "|---|---|---|---|---|",
+        f"| replay: import + classify + route of {d['requests']:,} requests (requests/s) | {_n(d['rate'])} | "
+        f"import of the same rows without intake, one INSERT + commit each (requests/s) | {_n(d['import_rate'])} | "
+        f"{d['ratio']:.4f} |",
+        f"| the same, the first tenth (requests/s) | {_n(d['first_tenth_rate'])} | the last tenth (requests/s) | "
+        f"{_n(d['last_tenth_rate'])} | "
+        f"{first / last if first and last else 0:.2f} |",
+        "",
+        f"Wall time {d['seconds'] / 3600:.2f} h ({walls} h "
+        f"per process); replay CPU {d['cpu_ms_per_request']:.1f} ms per request, PostgreSQL "
+        f"{d['postgres_cpu_ms_per_request']:.1f} ms; machine busy {_n((d['machine_busy'] or 0) * 100, 0)} %; "
+        f"peak resident memory of the replay processes {d['peak_rss_mb']:,.0f} MB. Outcomes: {outcomes}.",
+        "",
+        f"**A Beijing year** (24,000,000 requests) at this rate: {hours:,.1f} h, "
+        f"{'within' if hours <= 3 else 'not within'} the 3 h target (needs {d['needed_rate']:,.0f} requests/s).",
+        "", END,
+    ]
+
+
+def write_doc(d: dict[str, Any], info: dict[str, Any]) -> None:
+    """Put the section into docs/benchmarks.md: between the markers, or at the end."""
+    text = DOC.read_text(encoding="utf-8")
+    section = "\n".join(doc_section(d, info))
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    DOC.write_text(text, encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=1_000_000, help="rows to replay (default 1,000,000)")
+    parser.add_argument("--processes", type=int, default=2, help="replay processes side by side (default 2)")
+    parser.add_argument("--every", type=float, default=60.0, help="seconds between progress counts")
+    args = parser.parse_args()
+    import run as bench_run
+
+    model_path = scale.OUT / "classifier.joblib"
+    scale.OUT.mkdir(parents=True, exist_ok=True)
+    if not model_path.exists():
+        subprocess.run([*scale.CIVICLOOP, "model", "train", "--out", str(model_path)], check=True, capture_output=True)
+    d = run(args.requests, args.processes, model_path, every=args.every)
+    (scale.OUT / "replay-scale.json").write_text(json.dumps(d, indent=1), encoding="utf-8")
+    write_doc(d, bench_run.machine())
+    print(json.dumps({k: v for k, v in d.items() if k not in {"progress", "rates"}}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
