@@ -164,18 +164,18 @@ def reject(
             raise FieldError("duplicate_of_id", "v.duplicate_of_required")
         if duplicate_of_id == request.id:
             raise FieldError("duplicate_of_id", "duplicate_of_self")
-        # its id only: loading the master (with its work orders) was a tenth of a replay of duplicates
-        if session.scalar(select(ServiceRequest.id).where(ServiceRequest.id == duplicate_of_id)) is None:
-            raise FieldError("duplicate_of_id", "not_found", what="ServiceRequest", id=duplicate_of_id)
-        values["duplicate_of_id"] = duplicate_of_id
-    old, new = move_request(session, request, Action.REJECT, actor=actor, values=values, now=now)
-    if reason == RejectReason.DUPLICATE:
-        session.execute(
+        # the master's support count goes up first: no row counted means no such request (one statement;
+        # loading the master with its work orders to check it was a tenth of a replay of duplicates)
+        counted = session.execute(
             update(ServiceRequest)
             .where(ServiceRequest.id == duplicate_of_id)
             .values(support_count=ServiceRequest.support_count + 1)
             .execution_options(synchronize_session=False)
         )
+        if counted.rowcount != 1:  # type: ignore[attr-defined]
+            raise FieldError("duplicate_of_id", "not_found", what="ServiceRequest", id=duplicate_of_id)
+        values["duplicate_of_id"] = duplicate_of_id
+    old, new = move_request(session, request, Action.REJECT, actor=actor, values=values, now=now)
     record(session, request=request, action=Action.REJECT, actor=actor, now=now, from_status=old, to_status=new,
            reason=note, data={"reject_reason": str(reason), "duplicate_of_id": duplicate_of_id})
     if in_queue:
