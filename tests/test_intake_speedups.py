@@ -311,8 +311,15 @@ def test_a_token_principal_carries_its_grids_and_is_marked_used_once_a_minute(se
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_the_migration_gives_the_open_requests_their_keys(tmp_path, backend: str) -> None:
-    from civicloop.core.migrate import upgrade
+def test_the_migrations_give_the_open_requests_their_keys_and_the_models_tables(tmp_path, backend: str) -> None:
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+
+    import civicloop.app  # noqa: F401  (every model on the metadata)
+    from civicloop.core.migrate import alembic_config, upgrade
+    from civicloop.core.models import Base
 
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'old.db'}"
@@ -345,6 +352,20 @@ def test_the_migration_gives_the_open_requests_their_keys(tmp_path, backend: str
         assert rows == {1: f"{duplicates.text_key('路灯不亮', '三号楼前')}/{duplicates.place_key('望湖花园')}",
                         2: f"{duplicates.text_key('噪音', '夜里施工')}/-none-"}
         assert [tuple(r) for r in empty] == [(None, None), (None, None)]  # no text; closed
+        # the duplicate check's indexes (0011) walk a place newest first; down and up again; the migrated
+        # database is what the models describe
+        with engine.connect() as conn:
+            names = {index["name"] for index in inspect(conn).get_indexes("service_requests")}
+        assert {"ix_service_requests_street_created", "ix_service_requests_grid_created",
+                "ix_service_requests_place_key_created", "ix_service_requests_text_key_status"} <= names
+        assert "ix_service_requests_street_id" not in names
+        command.downgrade(alembic_config(url), "0010")
+        with engine.connect() as conn:
+            assert "ix_service_requests_street_id" in {i["name"] for i in inspect(conn).get_indexes("service_requests")}
+        engine.dispose()
+        upgrade(url)
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     finally:
         engine.dispose()
         if backend == "postgresql":
