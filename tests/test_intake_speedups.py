@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from shapely.geometry import Point, shape
@@ -357,7 +358,9 @@ def test_the_migrations_give_the_open_requests_their_keys_and_the_models_tables(
         with engine.connect() as conn:
             names = {index["name"] for index in inspect(conn).get_indexes("service_requests")}
         assert {"ix_service_requests_street_created", "ix_service_requests_grid_created",
-                "ix_service_requests_place_key_created", "ix_service_requests_text_key_status"} <= names
+                "ix_service_requests_text_key_status", "ix_service_requests_open_grid",
+                "ix_service_requests_open_street", "ix_service_requests_open_place_key",
+                "ix_service_requests_open_unplaced"} <= names
         assert "ix_service_requests_street_id" not in names
         command.downgrade(alembic_config(url), "0010")
         with engine.connect() as conn:
@@ -395,3 +398,25 @@ def test_a_route_is_remembered_for_its_transaction_only(db, city) -> None:
         editor.commit()
         again = route(reader, category_id=category, place=RoutePlace())
         assert again is not None and again.lead_unit_id == city["DEP-CG"]
+
+
+def test_the_duplicate_check_walks_the_open_requests_of_the_place(db) -> None:
+    """The candidates of a request with a street and a place label come from the partial indexes of the
+    open requests (migration 0011), on both databases: their cost follows the open requests at the place,
+    not its history (issue 9: a replay slowed from 77 to 49 requests/s when they read every request of
+    the street)."""
+    statement = triage_steps.candidate_statement(key=True, district=True, grid=True, street=True, label=True)
+    params = {"request_id": 1, "key": "k", "title": "t", "since": NOW - timedelta(days=30), "district": 1,
+              "grid": 3, "street": 8, "label": "x"}
+    with db.connect() as conn:
+        compiled = statement.compile(dialect=conn.dialect)
+        values = compiled.construct_params(params)
+        if conn.dialect.name == "sqlite":  # the driver's own EXPLAIN, with the values as SQLite stores them
+            args: Any = tuple(str(values[k].replace(tzinfo=None)) if isinstance(values[k], datetime) else values[k]
+                              for k in compiled.positiontup or ())
+            plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", args))
+        else:
+            plan = " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", values))
+    for index in ("ix_service_requests_open_grid", "ix_service_requests_open_street",
+                  "ix_service_requests_open_place_key", "ix_service_requests_text_key_status"):
+        assert index in plan, plan

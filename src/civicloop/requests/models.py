@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from civicloop.core.crypto import EncryptedText
@@ -39,6 +39,14 @@ class RequestStatus(StrEnum):
     IN_PROGRESS = "in_progress"  # 办理中
     REPLIED = "replied"  # 已办结，待回访
     CLOSED = "closed"  # 已结案
+
+
+OPEN_STATUSES = (RequestStatus.SUBMITTED, RequestStatus.ACCEPTED, RequestStatus.DISPATCHED, RequestStatus.IN_PROGRESS,
+                 RequestStatus.REPLIED)
+"""Statuses of a request another can repeat (重复件): filed and not yet closed or rejected."""
+OPEN_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in OPEN_STATUSES))
+"""The open statuses as SQL with constants: the condition of the duplicate check's partial indexes, which
+a query proves it stays within only when it states the same constants (never bound parameters)."""
 
 
 class WorkOrderStatus(StrEnum):
@@ -100,18 +108,27 @@ class ServiceRequest(Base):
     (``intelligence.duplicates.place_key``; set by triage), both indexed so that the database returns
     only the open requests that can be a copy, instead of every open request of the window.
 
-    The place columns are indexed with the filing time, so that the duplicate check's "newest open
-    requests at this grid / street / label" walks back from the newest and stops at the window or the
-    limit, whatever the place's history (with an index on the place alone it read every request ever
-    filed there: the rate of a replay fell from 77 to 49 requests/s over its first 30,000, issue 9); the
-    text key with the status, so that "open requests with this text" skips the closed copies."""
+    The duplicate check's "newest open requests at this grid / street / label / without a place" reads
+    partial indexes of the open requests by place and filing time, walking back from the newest until the
+    window or the limit, whatever the place's history and however many requests are open elsewhere (with
+    an index on the place alone it read every request ever filed there, and with the status index all the
+    open ones: a replay slowed from 77 to 49 requests/s over its first 30,000, issue 9); "open requests
+    with this text" reads the text key with the status."""
 
     __tablename__ = "service_requests"
     __table_args__ = (
         Index("ix_service_requests_grid_created", "grid_id", "created_at"),
         Index("ix_service_requests_street_created", "street_id", "created_at"),
-        Index("ix_service_requests_place_key_created", "place_key", "created_at"),
         Index("ix_service_requests_text_key_status", "text_key", "status"),
+        # the duplicate check (requests.triage_steps.candidate_statement): open requests only, so that its
+        # walk neither grows with a place's closed history nor meets the open requests of other places
+        *(Index(f"ix_service_requests_open_{name}", *columns, postgresql_where=text(where), sqlite_where=text(where))
+          for name, columns, where in (
+              ("grid", ("grid_id", "created_at"), OPEN_SQL),
+              ("street", ("street_id", "created_at"), OPEN_SQL),
+              ("place_key", ("place_key", "created_at"), OPEN_SQL),
+              ("unplaced", ("created_at",),
+               f"{OPEN_SQL} AND grid_id IS NULL AND street_id IS NULL AND place_key IS NULL"))),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

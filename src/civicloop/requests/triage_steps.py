@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     or_,
     select,
+    text,
     true,
     type_coerce,
     union_all,
@@ -34,10 +35,9 @@ from civicloop.core.db import transaction_memo
 from civicloop.core.settings import Settings
 from civicloop.intelligence import duplicates, places
 from civicloop.intelligence.levels import LevelPredictor
-from civicloop.requests.models import RequestStatus, ServiceRequest
+from civicloop.requests.models import OPEN_SQL, OPEN_STATUSES, ServiceRequest
 
-OPEN = (RequestStatus.SUBMITTED, RequestStatus.ACCEPTED, RequestStatus.DISPATCHED, RequestStatus.IN_PROGRESS,
-        RequestStatus.REPLIED)
+OPEN = OPEN_STATUSES
 """Statuses of a request another can repeat: filed and not yet closed or rejected."""
 MAX_CANDIDATES = 500
 """At most this many recent open requests (same district when known, at a place that can be the new
@@ -134,7 +134,8 @@ def candidate_statement(*, key: bool, district: bool, grid: bool, street: bool, 
     (left out) and those named above. One statement per shape, built once (cached): SQLAlchemy then
     reuses its compiled form."""
     table = _TABLE
-    is_open = (table.c.id != bindparam("request_id"), table.c.status.in_([str(s) for s in OPEN]))
+    # the open statuses as constants, as the partial indexes state them (a bound list proves nothing)
+    is_open = (table.c.id != bindparam("request_id"), text(f"service_requests.{OPEN_SQL}"))
     members: list[Select[Any]] = []
     if key:
         members.append(select(*_COLUMNS).where(*is_open, table.c.text_key == bindparam("key")).limit(MAX_SAME_TEXT))
