@@ -516,4 +516,38 @@ CHANGES = """### Changes made for these figures
   10⁷, so ~13 GB before against ~0.9 GB); `analytics/replies.py`: the TF-IDF cosines of a month's replies in
   batches of 20,000 pairs with the document frequencies of all of them (the same numbers, checked on 45,000
   pairs; one count matrix peaked at 4.5 kB per pair, 1.8 GB for the ~400,000 replies of a month at 10⁷;
-  the batches at 104 MB, whatever the number of pairs)."""
+  the batches at 104 MB, whatever the number of pairs).
+* **The replay's batches read and write less** (issue 9, item 6; after the figures above, which are of the
+  tree before; `make bench-replay` below is after): a batch's requests are classified in one
+  `predict_many` call (`requests/triage.py` `predict_batch`: 0.75 → 0.29 ms of CPU a request for 32, the
+  same top three, `tests/test_triage_deferred.py`); the gazetteer's version (six aggregates) is read once
+  per transaction and again after the session writes a place, unit or grid (`org/service.py`), and the
+  units a route names once per transaction with the routes (`catalog/routing.py`); a duplicate's master
+  is checked by the rowcount of its support count's `UPDATE`, not loaded with its work orders
+  (`requests/intake.py`); the batch runs in one savepoint, again one request at a time only when one
+  fails (`requests/triage_queue.py`); `civicloop intake replay` no longer loads each request for its
+  figures. py-spy over a replay of 4,000 rows before: the gazetteer's version 6 % of the time, the
+  master's load 5.5 %, the figures 9 %. Effect, 2,000 rows in batches of 32, one process, the same
+  outcomes (379 dispatched, 537 queued, 1,084 duplicates), before and after alternately twice: SQLite
+  40.6 / 43.0 → 29.3 / 27.5 s (CPU 47 / 49 → 35 / 34 s), PostgreSQL 62.5 / 57.1 → 40.3 / 45.4 s (CPU 59 /
+  53 → 39 / 44 s). `run_batch(request_ids=…)` takes only the given requests, so that replays side by side
+  (or beside a server's runners) triage their own: `make bench-replay` runs two on PostgreSQL, each with
+  three of the six streets.
+* **The duplicate check's indexes** (migration `0011_duplicate_check_indexes`, `requests/models.py`
+  `OPEN_SQL`, `requests/triage_steps.py`): `make bench-replay N=100000` on the tree before slowed from
+  4,832 to 2,944 requests a minute over its first eight minutes (30,272 requests): "the newest open requests of this
+  street in the window" was served by the index on `street_id` alone and the status index (PostgreSQL's
+  `BitmapAnd`), so it read every request ever filed in the street and every open request anywhere (40 ms
+  for one query at 31,000 requests). Now partial indexes of the open requests (`WHERE status IN (…)`, the
+  statuses written as constants in the query too, or neither database may use them) by grid, street and
+  place label with `created_at`, one of the open requests without a place, and the text key with the
+  status: each member of the query walks back from the newest open request at its place and stops at
+  500 (`tests/test_intake_speedups.py` checks both databases' plans). The run below: 6,240 requests in
+  the first minute, 3,584–5,120 a minute from the ninth on.
+* **Left for item 6:** the run of 10⁶ (`make bench-replay`, ~3.7 h at the rate of the section below, more
+  than this session had left after these changes; the section is of 10⁵). The rate still eases over the
+  run, from 104 requests/s in the first minute to 60–85 from the ninth on: not yet profiled; candidates are
+  the dead entries of requests that left the open statuses, which stay in the partial indexes until a
+  vacuum (this machine's PostgreSQL runs with `autovacuum` off, a production server does not), and the
+  candidate pools reaching their 500 at each street. Next CPU cuts: a batch's events, work orders and
+  triage records in one Core `INSERT` each, and accept + dispatch as one `UPDATE` (see "What is left")."""

@@ -417,6 +417,8 @@ def test_the_duplicate_check_walks_the_open_requests_of_the_place(db) -> None:
             plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", args))
         else:
             plan = " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {compiled}", values))
+    # the place members (the same-text ones may take any index on an empty table: what a planner picks
+    # there depends on the statistics the other tests left)
     for index in ("ix_service_requests_open_grid", "ix_service_requests_open_street",
-                  "ix_service_requests_open_place_key", "ix_service_requests_text_key_status"):
+                  "ix_service_requests_open_place_key"):
         assert index in plan, plan
