@@ -409,9 +409,9 @@ HTTP_LEFT = """### What is left
   same two cores'.
 * Next steps measured to matter, not done: a batch's events, work orders and triage records written
   with one Core `INSERT` each (the ORM flushes them one by one); accept and dispatch as one conditional
-  `UPDATE` for intake's own dispatch; one savepoint per batch instead of one per request (rolled back and
-  retried request by request only when one fails). Done since: the batch classified in one `predict_many`
-  call (the replay's round in "Changes made for these figures" of the section on the replay).
+  `UPDATE` for intake's own dispatch. Done since: the batch classified in one `predict_many` call, and
+  one savepoint per batch instead of one per request (rolled back and run again request by request only
+  when one fails): the replay's round in "Changes made for these figures" of the section on the replay.
 * Deferred is not the default: its 201 carries no routing (`triage_pending`), so an operator filing by
   phone sees the suggested unit a second later on the request's page, and SQLite (the embedded default)
   has one writer, which the runner's batch holds for its ~0.2 s. A busy hotline on PostgreSQL sets

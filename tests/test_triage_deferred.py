@@ -106,15 +106,17 @@ def test_a_request_a_person_took_meanwhile_is_only_taken_off_the_queue(client, r
         assert s.get(ServiceRequest, waiting["id"]).status == "dispatched"
 
 
-def test_a_failing_triage_leaves_the_request_to_a_person_and_nothing_half_done(
-        client, routed_city, confident, db, settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    broken, fine = (file(client, *m[:2]) for m in confident[:2])
+def batch_failing_for(request_id: int, db, settings: Settings, monkeypatch: pytest.MonkeyPatch, *,
+                      change_first: bool = False) -> triage_queue.BatchReport:
+    """Run one batch of the queue (committed) with a triage that raises for request ``request_id``, after
+    changing its title when ``change_first``; return the batch's report."""
     real = triage.triage
 
     def fails_for_one(session, *, request, **kwargs):
-        if request.id == broken["id"]:
-            request.title = "changed before the failure"
-            session.flush()
+        if request.id == request_id:
+            if change_first:
+                request.title = "changed before the failure"
+                session.flush()
             raise RuntimeError("the model server went away")
         return real(session, request=request, **kwargs)
 
@@ -122,6 +124,13 @@ def test_a_failing_triage_leaves_the_request_to_a_person_and_nothing_half_done(
     with session_factory(db)() as s:
         report = triage_queue.run_batch(s, settings=settings)
         s.commit()
+    return report
+
+
+def test_a_failing_triage_leaves_the_request_to_a_person_and_nothing_half_done(
+        client, routed_city, confident, db, settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    broken, fine = (file(client, *m[:2]) for m in confident[:2])
+    report = batch_failing_for(broken["id"], db, settings, monkeypatch, change_first=True)
     assert report.failed == [broken["id"]] and report.triaged == [fine["id"]]
     queue = client.get(f"{API}/dispatch-queue", headers=DISPATCHER).json()
     assert [item["request"]["id"] for item in queue] == [broken["id"]]
@@ -137,17 +146,7 @@ def test_a_batch_that_fails_midway_is_done_again_one_by_one_without_doubles(
     """The batch runs in one savepoint: a failure after a request was triaged rolls that back too, and the
     batch is run again request by request; each triaged request ends with one record and one work order."""
     first, broken, last = (file(client, *m[:2]) for m in confident[2:5])
-    real = triage.triage
-
-    def fails_for_one(session, *, request, **kwargs):
-        if request.id == broken["id"]:
-            raise RuntimeError("the model server went away")
-        return real(session, request=request, **kwargs)
-
-    monkeypatch.setattr(triage, "triage", fails_for_one)
-    with session_factory(db)() as s:
-        report = triage_queue.run_batch(s, settings=settings)
-        s.commit()
+    report = batch_failing_for(broken["id"], db, settings, monkeypatch)
     assert report.triaged == [first["id"], last["id"]] and report.failed == [broken["id"]]
     with session_factory(db)() as s:
         for filed in (first, last):
