@@ -304,7 +304,7 @@ def gazetteer_version(session: Session) -> tuple[int, ...]:
     """
     transaction = session.get_transaction()
     memo = session.info.get(_VERSION_MEMO)
-    if memo is not None and transaction is not None and memo[0] is transaction and memo[2] == _edits:
+    if memo is not None and transaction is not None and memo[0] is transaction and memo[1][-1] == _edits:
         return memo[1]  # type: ignore[no-any-return]
     aggregates = [
         select(func.count()).select_from(Place).scalar_subquery(), select(func.max(Place.id)).scalar_subquery(),
@@ -313,12 +313,12 @@ def gazetteer_version(session: Session) -> tuple[int, ...]:
     ]
     row = session.execute(select(*aggregates)).one()
     version = (*(int(v or 0) for v in row), _edits)
-    session.info[_VERSION_MEMO] = (session.get_transaction(), version, _edits)
+    session.info[_VERSION_MEMO] = (session.get_transaction(), version)
     return version
 
 
 _VERSION_MEMO = "civicloop.gazetteer_version"
-"""Key in ``Session.info``: (transaction, :func:`gazetteer_version`, edit count) read in that transaction."""
+"""Key in ``Session.info``: (transaction, :func:`gazetteer_version` read in it); its last item is the edit count."""
 
 
 @event.listens_for(Place, "after_insert")

@@ -41,6 +41,7 @@ from civicloop.core.errors import FieldError, Forbidden
 from civicloop.core.settings import Settings
 from civicloop.core.validation import mask_phones_in_text
 from civicloop.intelligence import duplicates, model_store
+from civicloop.intelligence.classifier import Prediction
 from civicloop.org.models import UnitKind
 from civicloop.org.service import GridPlace, ancestor_of_kind, find_grid, find_unit, grid_place, require_unit
 from civicloop.requests import intake, triage_steps
@@ -184,8 +185,8 @@ def _grid_place(session: Session, grid_id: int) -> GridPlace | None:
     return intake.grid_place_of(grid) if grid is not None else None
 
 
-Predicted = tuple[model_store.StoredModel, Any]
-"""A model and its ``Prediction`` for one request (``intelligence.classifier``)."""
+Predicted = tuple[model_store.StoredModel, Prediction]
+"""A model and its prediction for one request."""
 
 
 def current_model(settings: Settings) -> model_store.StoredModel | None:
