@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import os
 import resource
@@ -142,13 +141,12 @@ def run(n: int, processes: int, model_path: Path, *, batch: int = scale.REPLAY_B
     finally:
         http_intake.drop_database(DATABASE)
     rate = n / seconds
-    rates = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in itertools.pairwise(progress) if b[0] > a[0]]
     return {
         "requests": n, "processes": processes, "batch": batch, "seconds": round(seconds, 1), "rate": rate,
         "import_rate": import_rate, "ratio": rate / import_rate, "cpu_seconds": round(cpu, 1),
         "cpu_ms_per_request": cpu / n * 1000, "postgres_cpu_ms_per_request": sum(backends_cpu.values()) / n * 1000,
         "machine_busy": busy / total if total else None, "peak_rss_mb": peak_kb / 1024,
-        "outcomes": outcomes, "progress": progress, "rates": rates,
+        "outcomes": outcomes, "progress": progress,
         "first_tenth_rate": _rate_between(progress, 0, n // 10),
         "last_tenth_rate": _rate_between(progress, n - n // 10, n),
         "beijing_year_hours": scale.BEIJING_YEAR / rate / 3600,
@@ -244,7 +242,7 @@ def main() -> int:
     d["machine"] = bench_run.machine()
     (scale.OUT / "replay-scale.json").write_text(json.dumps(d, indent=1), encoding="utf-8")
     write_doc(d, d["machine"])
-    print(json.dumps({k: v for k, v in d.items() if k not in {"progress", "rates"}}, default=str))
+    print(json.dumps({k: v for k, v in d.items() if k != "progress"}, default=str))
     return 0
 
 
