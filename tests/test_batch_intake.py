@@ -5,10 +5,16 @@ reads less and gives the answers of one request at a time (issue 9, third round)
 * the gazetteer's version is read once per transaction, and again after this session wrote a place;
 * the units a route names are read once per transaction, and a unit deactivated in it is not routed to;
 * a batch given its requests (``run_batch(request_ids=…)``) takes only those off the queue;
-* a duplicate's master is checked by its id: an unknown one is still a field error.
+* a duplicate's master is checked by its id: an unknown one is still a field error;
+* the duplicate check reads the open requests of a place once for the batch, and finds what a query
+  for each request finds.
 """
 
 from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import event, select
@@ -19,7 +25,7 @@ from civicloop.core.roles import Role
 from civicloop.core.settings import Settings
 from civicloop.org import service as org
 from civicloop.org.models import OrgUnit, Place, PlaceKind
-from civicloop.requests import intake, triage_queue
+from civicloop.requests import intake, triage_queue, triage_steps
 from civicloop.requests.models import Channel, RejectReason, ServiceRequest, Triage, TriageQueueEntry
 from civicloop.requests.service import Actor
 
@@ -105,3 +111,79 @@ def test_a_duplicate_of_an_unknown_request_is_a_field_error_and_changes_nothing(
     assert (info.value.field, info.value.code) == (("duplicate_of_id",), "not_found")
     session.rollback()
     assert session.get(ServiceRequest, request.id).status == "submitted"
+
+
+def _place_of(rng: random.Random, grids: list[tuple[int, int, int]]) -> dict[str, object]:
+    """A filing's place: a grid, a building of a sample-city street (the gazetteer finds the street), a
+    place name the gazetteer does not know (a label only), or none."""
+    roll = rng.random()
+    if roll < 0.3:
+        return {"grid_id": rng.choice(grids[:3])[0]}
+    if roll < 0.6:
+        street = rng.choice(["云河区望湖街道", "云河区东桥街道"])
+        return {"address": f"{street}第一社区{rng.randint(1, 3)}号楼"}
+    if roll < 0.85:
+        return {"address": rng.choice(["丽发新城", "潇楚南路"])}
+    return {}
+
+
+def test_a_batch_reads_the_open_requests_of_a_place_once_and_finds_the_duplicates_one_by_one_finds(
+        session, city, tmp_path, monkeypatch) -> None:
+    """The batch's duplicate check (``triage_steps.BatchPool``) against the same batch checked request by
+    request with a query each: the same outcomes and masters, in fewer statements. The candidate limit is
+    cut to 4, so that which requests are the newest of a place (the batch's own, once rejected, are not
+    open any more) decides."""
+    from tests.test_intake_speedups import BASE, _grids, _variant
+
+    monkeypatch.setattr(triage_steps, "MAX_CANDIDATES", 4)
+    settings = Settings(_env_file=None, model_path=str(tmp_path / "no-model.joblib"))  # type: ignore[call-arg]
+    rng = random.Random(11)
+    grids = _grids(session)
+    filed = []
+    for _ in range(70):
+        title, body = _variant(rng, *rng.choice(BASE[:3]))
+        filed.append(intake.submit(session, actor=OPERATOR, data=intake.NewRequest(
+            channel=Channel.HOTLINE, title=title or "（无标题）", description=body, **_place_of(rng, grids))))
+    for request in filed:
+        triage_queue.enqueue(session, request_id=request.id)
+    session.commit()
+    ids = [r.id for r in filed]
+
+    def outcomes() -> dict[int, tuple[object, ...]]:
+        rows = session.execute(select(ServiceRequest.id, ServiceRequest.status, ServiceRequest.duplicate_of_id,
+                                      ServiceRequest.street_id, Triage.outcome)
+                               .join(Triage, Triage.request_id == ServiceRequest.id)
+                               .where(ServiceRequest.id.in_(ids)))
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    @contextlib.contextmanager
+    def no_pool(_session: Session, _requests: object) -> Iterator[None]:
+        yield None
+
+    with monkeypatch.context() as one_by_one:  # the reference: a query of its own for each request
+        one_by_one.setattr(triage_steps, "batch_pool", no_pool)
+        triage_steps.clear_candidate_cache()
+        with Statements(session) as plain:
+            triage_queue.run_batch(session, settings=settings, limit=len(ids))
+        expected = outcomes()
+    session.rollback()
+    triage_steps.clear_candidate_cache()
+    pools: list[triage_steps.BatchPool] = []
+    real_pool = triage_steps.batch_pool
+
+    @contextlib.contextmanager
+    def kept(s: Session, requests: list[ServiceRequest]) -> Iterator[triage_steps.BatchPool]:
+        with real_pool(s, requests) as pool:
+            pools.append(pool)
+            yield pool
+
+    monkeypatch.setattr(triage_steps, "batch_pool", kept)
+    with Statements(session) as pooled:
+        report = triage_queue.run_batch(session, settings=settings, limit=len(ids))
+    assert sorted(report.triaged) == sorted(ids)
+    assert outcomes() == expected
+    masters = [v[1] for v in expected.values() if v[1] is not None]
+    assert len(masters) >= 15 and len(set(masters)) >= 4  # duplicates of several places, not one
+    # each shared member (a grid, a street, the unplaced of a district) read once: a dozen, not 70 each
+    assert len(pools) == 1 and 3 <= len(pools[0].read) <= 12
+    assert pooled.count <= plain.count + len(pools[0].read)

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, selectinload
 from civicloop.core.db import session_scope
 from civicloop.core.settings import Settings
 from civicloop.core.timeutil import utcnow
-from civicloop.requests import triage
+from civicloop.requests import triage, triage_steps
 from civicloop.requests.models import RequestStatus, ServiceRequest, Triage, TriageOutcome, TriageQueueEntry
 from civicloop.requests.service import now_or
 
@@ -137,7 +137,9 @@ def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
         log.exception("classifying deferred intake's batch at once failed: one by one")
         predicted = {}
     try:
-        with session.begin_nested():  # one savepoint for the batch: two statements, not two a request
+        # one savepoint for the batch (two statements, not two a request); the duplicate check reads the
+        # open requests of a street once for the batch (triage_steps.BatchPool)
+        with session.begin_nested(), triage_steps.batch_pool(session, due):
             for request in due:
                 _triage_one(session, request, settings, predicted)
         report.triaged = [request.id for request in due]

@@ -8,10 +8,13 @@ back into ids. The matchers are cached per process and rebuilt when their source
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -114,6 +117,64 @@ _TEXTS = select(_TABLE.c.id, _TABLE.c.title, _TABLE.c.description).where(
     _TABLE.c.id.in_(bindparam("ids", expanding=True)))
 
 
+def _is_open() -> tuple[ColumnElement[bool], ...]:
+    # the open statuses as constants, as the partial indexes state them (a bound list proves nothing)
+    return (_TABLE.c.id != bindparam("request_id"), text(f"service_requests.{OPEN_SQL}"))
+
+
+def _text_members(*, key: bool) -> list[Select[Any]]:
+    """The members of the duplicate check that follow the request's text: the same ``:key`` (when it
+    has one) and, among rows stored without a key, the same ``:title``; each at most :data:`MAX_SAME_TEXT`."""
+    table = _TABLE
+    members: list[Select[Any]] = []
+    if key:
+        members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key == bindparam("key"))
+                       .limit(MAX_SAME_TEXT))
+    members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key.is_(None),
+                                           table.c.title == bindparam("title")).limit(MAX_SAME_TEXT))
+    return members
+
+
+PLACE_MEMBERS = ("unplaced", "grid", "street", "label", "all")
+"""The duplicate check's members that follow the request's place (:func:`place_members`)."""
+
+
+def place_members(*, grid: bool, street: bool, label: bool) -> tuple[str, ...]:
+    """Which place members (:data:`PLACE_MEMBERS`) the duplicate check reads for a request with
+    (``True``) or without a grid, street and usable place label: one per place that
+    :func:`~civicloop.intelligence.duplicates.same_place` can find equal to the request's, plus the
+    requests without any place; ``("all",)`` for a request without a place."""
+    if not (grid or street or label):
+        return ("all",)
+    return ("unplaced", *(["grid"] if grid else []), *(["street"] if street else []), *(["label"] if label else []))
+
+
+def _recent(member: str, *, district: bool, grid: bool, street: bool, limit: int | Any) -> Select[Any]:
+    """The rows of place member ``member`` filed since ``:since``, in ``:district`` or none when
+    ``district``, newest first, at most ``limit``: ``unplaced`` (no grid, street or label key), ``grid``
+    (``:grid``), ``street`` (``:street``, without a grid when the request has one), ``label`` (``:label``,
+    without the grid and street the request has), ``all``."""
+    table = _TABLE
+    recent = select(*_COLUMNS).where(*_is_open(), table.c.created_at >= bindparam("since"))
+    if district:
+        recent = recent.where(or_(table.c.district_id == bindparam("district"), table.c.district_id.is_(None)))
+    no_grid = [table.c.grid_id.is_(None)] if grid else []
+    no_street = [table.c.street_id.is_(None)] if street else []
+    place: ColumnElement[bool] = {
+        "unplaced": lambda: and_(table.c.grid_id.is_(None), table.c.street_id.is_(None), table.c.place_key.is_(None)),
+        "grid": lambda: table.c.grid_id == bindparam("grid"),
+        "street": lambda: and_(table.c.street_id == bindparam("street"), *no_grid),
+        "label": lambda: and_(table.c.place_key == bindparam("label"), *no_grid, *no_street),
+        "all": lambda: true(),
+    }[member]()
+    return recent.where(place).order_by(table.c.created_at.desc()).limit(limit)
+
+
+def _union(members: list[Select[Any]]) -> CompoundSelect:
+    # each member a subquery: SQLite allows LIMIT only there
+    return union_all(*(select(member.subquery()) for member in members))
+
+
 @lru_cache(maxsize=64)
 def candidate_statement(*, key: bool, district: bool, grid: bool, street: bool, label: bool) -> CompoundSelect:
     """Return the query (rows of :data:`_COLUMNS`) of the open requests that
@@ -126,39 +187,120 @@ def candidate_statement(*, key: bool, district: bool, grid: bool, street: bool, 
       place, one member per place that :func:`~civicloop.intelligence.duplicates.same_place` can find
       equal to it (same ``:grid``; same ``:street`` without both grids; same ``:label`` key without both
       grids or both streets) and one for requests without any place (only a near-verbatim copy counts
-      then); without a place, all of them. Each newest first, at most :data:`MAX_CANDIDATES`.
+      then); without a place, all of them (:func:`place_members`). Each newest first, at most
+      :data:`MAX_CANDIDATES`.
 
     A request the query leaves out fails ``find_master``'s place test, so the answer is the one the whole
     window gives (before issue 9 the newest 500 of the district were read, whatever their place). Each
     place is its own member so that the database can use that column's index. Parameters: ``request_id``
     (left out) and those named above. One statement per shape, built once (cached): SQLAlchemy then
     reuses its compiled form."""
-    table = _TABLE
-    # the open statuses as constants, as the partial indexes state them (a bound list proves nothing)
-    is_open = (table.c.id != bindparam("request_id"), text(f"service_requests.{OPEN_SQL}"))
-    members: list[Select[Any]] = []
-    if key:
-        members.append(select(*_COLUMNS).where(*is_open, table.c.text_key == bindparam("key")).limit(MAX_SAME_TEXT))
-    members.append(select(*_COLUMNS).where(*is_open, table.c.text_key.is_(None), table.c.title == bindparam("title"))
-                   .limit(MAX_SAME_TEXT))
-    recent = select(*_COLUMNS).where(*is_open, table.c.created_at >= bindparam("since"))
-    if district:
-        recent = recent.where(or_(table.c.district_id == bindparam("district"), table.c.district_id.is_(None)))
-    no_grid = [table.c.grid_id.is_(None)] if grid else []
-    no_street = [table.c.street_id.is_(None)] if street else []
-    places: list[ColumnElement[bool]] = []
-    if grid or street or label:
-        places.append(and_(table.c.grid_id.is_(None), table.c.street_id.is_(None), table.c.place_key.is_(None)))
-    if grid:
-        places.append(table.c.grid_id == bindparam("grid"))
-    if street:
-        places.append(and_(table.c.street_id == bindparam("street"), *no_grid))
+    members = _text_members(key=key)
+    for member in place_members(grid=grid, street=street, label=label):
+        members.append(_recent(member, district=district, grid=grid, street=street, limit=MAX_CANDIDATES))
+    return _union(members)
+
+
+@lru_cache(maxsize=64)
+def _own_statement(*, key: bool, district: bool, grid: bool, street: bool, label: bool) -> CompoundSelect:
+    """A batch's query for one request (:class:`BatchPool`): the text members and the label member (one
+    building's rows, its own), not the members a batch shares."""
+    members = _text_members(key=key)
     if label:
-        places.append(and_(table.c.place_key == bindparam("label"), *no_grid, *no_street))
-    for place in places or [true()]:
-        members.append(recent.where(place).order_by(table.c.created_at.desc()).limit(MAX_CANDIDATES))
-    # each member a subquery: SQLite allows LIMIT only there
-    return union_all(*(select(member.subquery()) for member in members))
+        members.append(_recent("label", district=district, grid=grid, street=street, limit=MAX_CANDIDATES))
+    return _union(members)
+
+
+@lru_cache(maxsize=64)
+def _shared_statement(member: str, *, district: bool, grid: bool, street: bool) -> Select[Any]:
+    """A batch's query of one shared place member, its limit a parameter (``:limit``)."""
+    return _recent(member, district=district, grid=grid, street=street, limit=bindparam("limit"))
+
+
+SHARED = {"unplaced", "grid", "street", "all"}
+"""The place members a batch reads once (:class:`BatchPool`): the label member is read per request."""
+POOL = "civicloop.triage_steps.pool"
+"""Key in ``Session.info`` of the :class:`BatchPool` of the batch being triaged."""
+
+
+class BatchPool:
+    """The place members of the duplicate check, read once for a batch triaged in one transaction.
+
+    A batch of deferred intake (``triage_queue.run_batch``) checks its requests one after another; those
+    of one street read the same few hundred open requests of that street, each for itself (about a fifth
+    of a replay's CPU on PostgreSQL at 10⁵ requests: issue 9). Within the batch's transaction only the
+    batch's own requests change (located, dispatched, rejected as duplicates), so a shared member is read
+    once, :data:`MAX_CANDIDATES` + the batch's size rows, and each request's part of it is that read with
+    the batch's requests as they are now (from the session: left out when closed, put in where they now
+    belong), newest first, at most :data:`MAX_CANDIDATES`: the rows a query of its own would return.
+    Requests another transaction commits while the batch runs are seen by the next batch (as a
+    request filed at the same moment as another is never its duplicate either way)."""
+
+    def __init__(self, requests: Sequence[ServiceRequest]) -> None:
+        self.requests = {r.id: r for r in requests}
+        self.read: dict[tuple[Any, ...], tuple[datetime, list[tuple[Any, ...]]]] = {}
+
+    def row(self, request: ServiceRequest) -> tuple[Any, ...]:
+        """A batch request as the rows of :data:`_COLUMNS` give it now."""
+        key = request.text_key if request.text_key is not None else duplicates.text_key(request.title,
+                                                                                        request.description)
+        return (request.id, request.created_at, request.district_id, request.street_id, request.grid_id,
+                request.place_key, request.duplicate_of_id, key)
+
+    def members(self, session: Session, new: ServiceRequest, params: dict[str, Any],
+                members: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The rows of the shared ``members`` for request ``new`` (``params`` those of
+        :func:`candidate_statement`)."""
+        flags = {"district": new.district_id is not None, "grid": new.grid_id is not None,
+                 "street": new.street_id is not None}
+        since = params["since"]
+        batch = [self.row(r) for r in self.requests.values() if r.id != new.id and r.status in OPEN_STATUSES]
+        rows: list[tuple[Any, ...]] = []
+        for member in members:
+            value = {"grid": new.grid_id, "street": new.street_id}.get(member)
+            key = (member, new.district_id, value, *flags.values())
+            if key not in self.read or since < self.read[key][0]:  # read once (again if the window grew)
+                found = session.execute(_shared_statement(member, **flags),
+                                        {**params, "limit": MAX_CANDIDATES + len(self.requests)})
+                self.read[key] = (since, [(r[0], _aware(r[1]), *r[2:]) for r in found if r[0] not in self.requests])
+            now = [r for r in self.read[key][1] if r[1] >= since]
+            now += [r for r in batch if r[1] >= since and self._within(r, new, member, flags)]
+            if len(now) > MAX_CANDIDATES:
+                now.sort(key=itemgetter(1), reverse=True)
+                del now[MAX_CANDIDATES:]
+            rows += now
+        return rows
+
+    @staticmethod
+    def _within(row: tuple[Any, ...], new: ServiceRequest, member: str, flags: dict[str, bool]) -> bool:
+        """Whether ``row`` (of :data:`_COLUMNS`) belongs to ``new``'s place ``member``, as
+        :func:`_recent`'s conditions say."""
+        _, _, district_id, street_id, grid_id, place_key, *_ = row
+        if flags["district"] and district_id not in (new.district_id, None):
+            return False
+        if member == "unplaced":
+            return grid_id is None and street_id is None and place_key is None
+        if member == "grid":
+            return grid_id == new.grid_id
+        if member == "street":
+            return street_id == new.street_id and not (flags["grid"] and grid_id is not None)
+        return member == "all"
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@contextmanager
+def batch_pool(session: Session, requests: Sequence[ServiceRequest]) -> Iterator[BatchPool]:
+    """Within the block, :func:`find_duplicate` reads the shared place members once for ``requests``
+    (a batch triaged in ``session``'s transaction; :class:`BatchPool`). Leave the block before the
+    transaction (or a savepoint holding the batch) is rolled back."""
+    pool = session.info[POOL] = BatchPool(requests)
+    try:
+        yield pool
+    finally:
+        session.info.pop(POOL, None)
 
 
 def find_duplicate(
@@ -180,18 +322,21 @@ def find_duplicate(
         id=request.id, title=request.title, detail=request.description, created_at=request.created_at,
         district_id=request.district_id, street_id=request.street_id, grid_id=request.grid_id,
         place_label=label_key, master_id=request.duplicate_of_id)
-    statement = candidate_statement(key=key is not None, district=request.district_id is not None,
-                                    grid=request.grid_id is not None, street=request.street_id is not None,
-                                    label=label)
+    shape = {"key": key is not None, "district": request.district_id is not None,
+             "grid": request.grid_id is not None, "street": request.street_id is not None, "label": label}
     # -1 for a probe that is not stored (the operator's form): every id differs from it
     params = {"request_id": request.id if request.id is not None else -1, "key": key, "title": request.title,
               "since": now - timedelta(days=settings.duplicate_window_days), "district": request.district_id,
               "grid": request.grid_id, "street": request.street_id, "label": label_key}
-    found = session.execute(statement, params).all()
-    if found and found[0][1].tzinfo is None:  # SQLite keeps UTC without a zone (core.db.UTCDateTime)
-        rows = {(row[0], row[1].replace(tzinfo=UTC), *row[2:]) for row in found}
+    pool_of_batch: BatchPool | None = session.info.get(POOL)
+    if pool_of_batch is not None and request.id in pool_of_batch.requests:
+        found = [tuple(row) for row in session.execute(_own_statement(**shape), params)]
+        shared = [m for m in place_members(grid=shape["grid"], street=shape["street"], label=label) if m in SHARED]
+        found += pool_of_batch.members(session, request, params, shared)
     else:
-        rows = {tuple(row) for row in found}
+        found = [tuple(row) for row in session.execute(candidate_statement(**shape), params)]
+    # SQLite keeps UTC without a zone (core.db.UTCDateTime); one row per request
+    rows = {row[0]: (row[0], _aware(row[1]), *row[2:]) for row in found}.values()
     pool: list[duplicates.Candidate] = []
     missing: dict[int, tuple[Any, ...]] = {}
     cache = _candidates
