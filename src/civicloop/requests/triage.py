@@ -91,7 +91,7 @@ def model_path(settings: Settings) -> Path:
 
 def triage(
     session: Session, *, request: ServiceRequest, settings: Settings, started: float | None = None,
-    now: datetime | None = None, predicted: Predicted | None = None,
+    now: datetime | None = None, predicted: Predicted | None = None, flush: bool = True,
 ) -> Triage:
     """Run intelligent intake on a request just filed (status ``submitted``) and return its record.
 
@@ -99,13 +99,14 @@ def triage(
     ``latency_seconds`` of an automatic dispatch covers filing, classification and routing (default:
     from this call). Raises nothing for a request it cannot place, classify or route: those go to the
     queue. ``predicted``: the classifier's answer for this request when the caller classified a batch at
-    once (:func:`predict_batch`). Raises ``IllegalTransition`` only if the request is no longer
-    ``submitted``."""
+    once (:func:`predict_batch`). ``flush=False``: what it found and decided is left in the session for
+    the caller to flush (a batch flushes once: ``triage_queue.run_batch``). Raises ``IllegalTransition``
+    only if the request is no longer ``submitted``."""
     started = time.perf_counter() if started is None else started
     now = now_or(now)
     record = Triage(request_id=request.id, outcome=TriageOutcome.QUEUED, queued=False, triaged_at=now,
                     suggestions=[], place={}, reasons=[])
-    record.place = locate(session, request)
+    record.place = locate(session, request, flush=flush)
     duplicate = triage_steps.find_duplicate(session, request=request, settings=settings,
                                             place_label=record.place.get("label") or None, now=now)
     suggestions, reasons, stored = classify(session, request=request, settings=settings, predicted=predicted)
@@ -125,7 +126,8 @@ def triage(
         record.routed_at = now
         record.latency_seconds = time.perf_counter() - started
         session.add(record)
-        session.flush()
+        if flush:
+            session.flush()
         return record
     top = suggestions[0] if suggestions else None
     if not reasons and (top is None or top.category_id is None or top.lead_unit_id is None):
@@ -141,11 +143,12 @@ def triage(
         record.latency_seconds = time.perf_counter() - started
     record.reasons, record.queued = reasons, bool(reasons)
     session.add(record)
-    session.flush()
+    if flush:
+        session.flush()
     return record
 
 
-def locate(session: Session, request: ServiceRequest) -> dict[str, Any]:
+def locate(session: Session, request: ServiceRequest, *, flush: bool = True) -> dict[str, Any]:
     """Find where ``request`` lies and store it on the request; return what was found.
 
     A grid (given or from coordinates, set at filing) wins; else the gazetteer match of the address
@@ -175,7 +178,8 @@ def locate(session: Session, request: ServiceRequest) -> dict[str, Any]:
     if found["district_id"] is not None:
         request.district_id = found["district_id"]
     request.place_key = duplicates.place_key(found["label"] or None)
-    session.flush()
+    if flush:  # else the caller flushes (a batch: triage_queue.run_batch)
+        session.flush()
     return found
 
 

@@ -138,15 +138,20 @@ def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
         predicted = {}
     try:
         # one savepoint for the batch (two statements, not two a request); the duplicate check reads the
-        # open requests of a street once for the batch (triage_steps.BatchPool)
-        with session.begin_nested(), triage_steps.batch_pool(session, due):
+        # open requests of a street once for the batch (triage_steps.BatchPool), and the batch's places,
+        # records and events are written together at its end (no autoflush: a few statements, not six a
+        # request; the pool knows the batch's requests as the session has them)
+        with session.begin_nested(), triage_steps.batch_pool(session, due) as pool, session.no_autoflush:
             for request in due:
-                _triage_one(session, request, settings, predicted)
+                _triage_one(session, request, settings, predicted, flush=False)
+                pool.update(request)
+            session.flush()
         report.triaged = [request.id for request in due]
     except Exception:
         # one of them failed: the batch's work is undone and done again request by request, each in its
         # own savepoint, so that only the failing one is left to a person
-        log.warning("a request of deferred intake's batch failed: the batch again, one request at a time")
+        log.warning("a request of deferred intake's batch failed: the batch again, one request at a time",
+                    exc_info=True)
         for request in due:
             try:
                 with session.begin_nested():
@@ -166,12 +171,13 @@ def run_batch(session: Session, *, settings: Settings, limit: int | None = None,
 
 
 def _triage_one(session: Session, request: ServiceRequest, settings: Settings,
-                predicted: dict[int, triage.Predicted]) -> None:
-    """Triage one request of a batch; its latency counts from its filing (the wait in the queue too)."""
+                predicted: dict[int, triage.Predicted], *, flush: bool = True) -> None:
+    """Triage one request of a batch; its latency counts from its filing (the wait in the queue too).
+    ``flush=False``: the caller flushes the batch at its end."""
     now = utcnow()
     waited = max(0.0, (now - request.created_at).total_seconds())
     triage.triage(session, request=request, settings=settings, started=time.perf_counter() - waited, now=now,
-                  predicted=predicted.get(request.id))
+                  predicted=predicted.get(request.id), flush=flush)
 
 
 def _queue_for_person(session: Session, *, request_id: int, now: datetime) -> None:

@@ -204,10 +204,17 @@ def candidate_statement(*, key: bool, district: bool, grid: bool, street: bool, 
 @lru_cache(maxsize=64)
 def _own_statement(*, key: bool, district: bool, grid: bool, street: bool, label: bool) -> CompoundSelect:
     """A batch's query for one request (:class:`BatchPool`): the text members and the label member (one
-    building's rows, its own), not the members a batch shares."""
-    members = _text_members(key=key)
+    building's rows, its own), not the members a batch shares; their limits parameters (``:same_text``,
+    ``:limit``), so that the batch's own rows, taken from the session instead, leave room."""
+    table = _TABLE
+    members: list[Select[Any]] = []
+    if key:
+        members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key == bindparam("key"))
+                       .limit(bindparam("same_text")))
+    members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key.is_(None),
+                                           table.c.title == bindparam("title")).limit(bindparam("same_text")))
     if label:
-        members.append(_recent("label", district=district, grid=grid, street=street, limit=MAX_CANDIDATES))
+        members.append(_recent("label", district=district, grid=grid, street=street, limit=bindparam("limit")))
     return _union(members)
 
 
@@ -234,11 +241,27 @@ class BatchPool:
     the batch's requests as they are now (from the session: left out when closed, put in where they now
     belong), newest first, at most :data:`MAX_CANDIDATES`: the rows a query of its own would return.
     Requests another transaction commits while the batch runs are seen by the next batch (as a
-    request filed at the same moment as another is never its duplicate either way)."""
+    request filed at the same moment as another is never its duplicate either way).
+
+    The batch's requests are always taken from the session, never from a query: the batch is triaged
+    without autoflush (``triage_queue.run_batch``), so what intake found of their places is written
+    once, at the end of the batch, with their records and events (a few statements instead of some six a
+    request)."""
 
     def __init__(self, requests: Sequence[ServiceRequest]) -> None:
         self.requests = {r.id: r for r in requests}
+        self.open: dict[int, tuple[Any, ...]] = {}  # the batch's open requests as rows, kept by :meth:`update`
         self.read: dict[tuple[Any, ...], tuple[datetime, list[tuple[Any, ...]]]] = {}
+        for request in requests:
+            self.update(request)
+
+    def update(self, request: ServiceRequest) -> None:
+        """Take batch request ``request`` as the session has it now (after its triage: a batch request
+        changes only while it is triaged)."""
+        if request.status in OPEN_STATUSES:
+            self.open[request.id] = self.row(request)
+        else:
+            self.open.pop(request.id, None)
 
     def row(self, request: ServiceRequest) -> tuple[Any, ...]:
         """A batch request as the rows of :data:`_COLUMNS` give it now."""
@@ -254,7 +277,7 @@ class BatchPool:
         flags = {"district": new.district_id is not None, "grid": new.grid_id is not None,
                  "street": new.street_id is not None}
         since = params["since"]
-        batch = [self.row(r) for r in self.requests.values() if r.id != new.id and r.status in OPEN_STATUSES]
+        batch = [row for rid, row in self.open.items() if rid != new.id]
         rows: list[tuple[Any, ...]] = []
         for member in members:
             value = {"grid": new.grid_id, "street": new.street_id}.get(member)
@@ -269,6 +292,24 @@ class BatchPool:
                 now.sort(key=itemgetter(1), reverse=True)
                 del now[MAX_CANDIDATES:]
             rows += now
+        return rows
+
+    def own(self, new: ServiceRequest, params: dict[str, Any], *, label: bool) -> list[tuple[Any, ...]]:
+        """The batch's requests that the text and label members (:func:`_own_statement`) would return for
+        request ``new`` now: open, and with its text key (or, without a key, its title), or at its place
+        label (filed since ``:since``, in its district or none, without the grid and street it has)."""
+        rows = []
+        for rid, row in self.open.items():
+            if rid == new.id:
+                continue
+            same_text = (row[-1] == params["key"] if params["key"] is not None else False) or (
+                row[-1] is None and self.requests[rid].title == params["title"])
+            at_label = label and row[5] == params["label"] and row[1] >= params["since"] and not (
+                (new.district_id is not None and row[2] not in (new.district_id, None))
+                or (new.grid_id is not None and row[4] is not None)
+                or (new.street_id is not None and row[3] is not None))
+            if same_text or at_label:
+                rows.append(row)
         return rows
 
     @staticmethod
@@ -330,7 +371,11 @@ def find_duplicate(
               "grid": request.grid_id, "street": request.street_id, "label": label_key}
     pool_of_batch: BatchPool | None = session.info.get(POOL)
     if pool_of_batch is not None and request.id in pool_of_batch.requests:
-        found = [tuple(row) for row in session.execute(_own_statement(**shape), params)]
+        room = {"same_text": MAX_SAME_TEXT + len(pool_of_batch.requests),
+                "limit": MAX_CANDIDATES + len(pool_of_batch.requests)}
+        found = [tuple(row) for row in session.execute(_own_statement(**shape), {**params, **room})
+                 if row[0] not in pool_of_batch.requests]
+        found += pool_of_batch.own(request, params, label=label)
         shared = [m for m in place_members(grid=shape["grid"], street=shape["street"], label=label) if m in SHARED]
         found += pool_of_batch.members(session, request, params, shared)
     else:
