@@ -52,9 +52,11 @@ bench: $(STAMP) $(ASSETS)
 	$(BIN)/python benchmarks/run.py $(if $(QUICK),--quick,)
 
 ## bench-replay: replay N generated requests (default 1,000,000) through intake on PostgreSQL in PROCESSES
-## processes side by side (default 2); hours, not part of `make bench` (benchmarks/replay_scale.py)
+## processes side by side (default 2), BATCH rows a transaction (default 32); hours, not part of `make bench`
+## (benchmarks/replay_scale.py)
 bench-replay: $(STAMP) $(ASSETS)
-	$(BIN)/python benchmarks/replay_scale.py --requests $(or $(N),1000000) --processes $(or $(PROCESSES),2)
+	$(BIN)/python benchmarks/replay_scale.py --requests $(or $(N),1000000) --processes $(or $(PROCESSES),2) \
+		--batch $(or $(BATCH),32)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -1,7 +1,8 @@
 """Issue 9, item 6 at full size: replay N generated requests (default 1,000,000) through intake on PostgreSQL.
 
-``make bench-replay`` (``N=…``, ``PROCESSES=…``) or ``python benchmarks/replay_scale.py --requests N
---processes P``. Long: about N ÷ the rate of ``make bench``'s replay row, so not part of ``make bench``.
+``make bench-replay`` (``N=…``, ``PROCESSES=…``, ``BATCH=…``) or ``python benchmarks/replay_scale.py
+--requests N --processes P --batch B``. Long: about N ÷ the rate of ``make bench``'s replay row, so not
+part of ``make bench``.
 
 What it does, in one run on a fresh PostgreSQL database (``civicloop init``: the sample city, its routing
 table, the model of ``make bench``):
@@ -10,9 +11,9 @@ table, the model of ``make bench``):
   the sample city, ``scale.sample_address``) into P files, each street's rows into one file in their
   order, so that the requests one duplicate check compares are filed by one process in the file's order
   (a city replaying its history would split it by district the same way);
-* runs P ``civicloop intake replay --batch 32`` side by side (each files 32 rows in one transaction, then
-  triages them in the next: locate, duplicates, classify, route, dispatch or queue), and every
-  ``--every`` seconds counts the triage records, for the rate along the way (does it fall as the tables
+* runs P ``civicloop intake replay --batch B`` side by side (each files B rows, default 32, in one
+  transaction, then triages them in the next: locate, duplicates, classify, route, dispatch or queue), and
+  every ``--every`` seconds counts the triage records, for the rate along the way (does it fall as the tables
   grow?);
 * the reference, in the same run and database: the same rows imported without intake, one INSERT +
   commit each (``scale.import_reference``).
@@ -178,7 +179,7 @@ def doc_section(d: dict[str, Any], info: dict[str, Any]) -> list[str]:
     outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(d["outcomes"].items()))
     return [
         BEGIN, "", f"## Replay of {d['requests']:,} requests (issue 9, item 6)", "",
-        f"Run: {d['at']}, `make bench-replay N={d['requests']} PROCESSES={d['processes']}` "
+        f"Run: {d['at']}, `make bench-replay N={d['requests']} PROCESSES={d['processes']} BATCH={d['batch']}` "
         f"(`benchmarks/replay_scale.py`). Machine: {info.get('cpu', '')}, {info.get('cores', '')} cores, "
         f"load average at the end {d['load_average']:.2f}. PostgreSQL, a fresh database of the sample city; "
         f"{d['processes']} `civicloop intake replay --batch {d['batch']}` side by side, each the rows of "
@@ -225,6 +226,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1_000_000, help="rows to replay (default 1,000,000)")
     parser.add_argument("--processes", type=int, default=2, help="replay processes side by side (default 2)")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between progress counts")
+    parser.add_argument("--batch", type=int, default=scale.REPLAY_BATCH,
+                        help=f"rows each replay files, then triages, per transaction (default {scale.REPLAY_BATCH})")
     parser.add_argument("--render", action="store_true", help="rewrite the section from the last results")
     args = parser.parse_args()
     import run as bench_run
@@ -238,7 +241,7 @@ def main() -> int:
     scale.OUT.mkdir(parents=True, exist_ok=True)
     if not model_path.exists():
         subprocess.run([*scale.CIVICLOOP, "model", "train", "--out", str(model_path)], check=True, capture_output=True)
-    d = run(args.requests, args.processes, model_path, every=args.every)
+    d = run(args.requests, args.processes, model_path, batch=args.batch, every=args.every)
     d["machine"] = bench_run.machine()
     (scale.OUT / "replay-scale.json").write_text(json.dumps(d, indent=1), encoding="utf-8")
     write_doc(d, d["machine"])
