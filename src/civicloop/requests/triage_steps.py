@@ -235,7 +235,7 @@ class BatchPool:
 
     A batch of deferred intake (``triage_queue.run_batch``) checks its requests one after another; those
     of one street read the same few hundred open requests of that street, each for itself (about a fifth
-    of a replay's CPU on PostgreSQL at 10⁵ requests: issue 9). Within the batch's transaction only the
+    of the time of a replay of 12,000 requests on PostgreSQL, py-spy: issue 9, docs/benchmarks.md). Within the batch's transaction only the
     batch's own requests change (located, dispatched, rejected as duplicates), so a shared member is read
     once, :data:`MAX_CANDIDATES` + the batch's size rows, and each request's part of it is that read with
     the batch's requests as they are now (from the session: left out when closed, put in where they now
@@ -264,11 +264,9 @@ class BatchPool:
             self.open.pop(request.id, None)
 
     def row(self, request: ServiceRequest) -> tuple[Any, ...]:
-        """A batch request as the rows of :data:`_COLUMNS` give it now."""
-        key = request.text_key if request.text_key is not None else duplicates.text_key(request.title,
-                                                                                        request.description)
+        """A batch request as the rows of :data:`_COLUMNS` give it now (its text key as stored)."""
         return (request.id, request.created_at, request.district_id, request.street_id, request.grid_id,
-                request.place_key, request.duplicate_of_id, key)
+                request.place_key, request.duplicate_of_id, request.text_key)
 
     def members(self, session: Session, new: ServiceRequest, params: dict[str, Any],
                 members: Sequence[str]) -> list[tuple[Any, ...]]:
