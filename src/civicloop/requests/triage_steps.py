@@ -233,14 +233,14 @@ POOL = "civicloop.triage_steps.pool"
 class BatchPool:
     """The place members of the duplicate check, read once for a batch triaged in one transaction.
 
-    A batch of deferred intake (``triage_queue.run_batch``) checks its requests one after another; those
-    of one street read the same few hundred open requests of that street, each for itself (about a fifth
-    of the time of a replay of 12,000 requests on PostgreSQL, py-spy: issue 9, docs/benchmarks.md). Within the batch's transaction only the
-    batch's own requests change (located, dispatched, rejected as duplicates), so a shared member is read
-    once, :data:`MAX_CANDIDATES` + the batch's size rows, and each request's part of it is that read with
-    the batch's requests as they are now (from the session: left out when closed, put in where they now
-    belong), newest first, at most :data:`MAX_CANDIDATES`: the rows a query of its own would return.
-    Requests another transaction commits while the batch runs are seen by the next batch (as a
+    A batch of deferred intake (``triage_queue.run_batch``) checks its requests one after another; those of
+    one street read the same few hundred open requests of that street, each for itself (about a fifth of the
+    time of a replay of 12,000 requests on PostgreSQL, py-spy: issue 9, docs/benchmarks.md). Within the
+    batch's transaction only the batch's own requests change (located, dispatched, rejected as duplicates),
+    so a shared member is read once, :data:`MAX_CANDIDATES` + the batch's size rows, and each request's part
+    of it is that read with the batch's requests as they are now (from the session: left out when closed,
+    put in where they now belong), newest first, at most :data:`MAX_CANDIDATES`: the rows a query of its own
+    would return. Requests another transaction commits while the batch runs are seen by the next batch (as a
     request filed at the same moment as another is never its duplicate either way).
 
     The batch's requests are always taken from the session, never from a query: the batch is triaged
