@@ -122,16 +122,15 @@ def _is_open() -> tuple[ColumnElement[bool], ...]:
     return (_TABLE.c.id != bindparam("request_id"), text(f"service_requests.{OPEN_SQL}"))
 
 
-def _text_members(*, key: bool) -> list[Select[Any]]:
+def _text_members(*, key: bool, limit: int | Any = MAX_SAME_TEXT) -> list[Select[Any]]:
     """The members of the duplicate check that follow the request's text: the same ``:key`` (when it
-    has one) and, among rows stored without a key, the same ``:title``; each at most :data:`MAX_SAME_TEXT`."""
+    has one) and, among rows stored without a key, the same ``:title``; each at most ``limit``."""
     table = _TABLE
     members: list[Select[Any]] = []
     if key:
-        members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key == bindparam("key"))
-                       .limit(MAX_SAME_TEXT))
+        members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key == bindparam("key")).limit(limit))
     members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key.is_(None),
-                                           table.c.title == bindparam("title")).limit(MAX_SAME_TEXT))
+                                           table.c.title == bindparam("title")).limit(limit))
     return members
 
 
@@ -206,13 +205,7 @@ def _own_statement(*, key: bool, district: bool, grid: bool, street: bool, label
     """A batch's query for one request (:class:`BatchPool`): the text members and the label member (one
     building's rows, its own), not the members a batch shares; their limits parameters (``:same_text``,
     ``:limit``), so that the batch's own rows, taken from the session instead, leave room."""
-    table = _TABLE
-    members: list[Select[Any]] = []
-    if key:
-        members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key == bindparam("key"))
-                       .limit(bindparam("same_text")))
-    members.append(select(*_COLUMNS).where(*_is_open(), table.c.text_key.is_(None),
-                                           table.c.title == bindparam("title")).limit(bindparam("same_text")))
+    members = _text_members(key=key, limit=bindparam("same_text"))
     if label:
         members.append(_recent("label", district=district, grid=grid, street=street, limit=bindparam("limit")))
     return _union(members)
