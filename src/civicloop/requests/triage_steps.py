@@ -159,13 +159,17 @@ def _recent(member: str, *, district: bool, grid: bool, street: bool, limit: int
         recent = recent.where(or_(table.c.district_id == bindparam("district"), table.c.district_id.is_(None)))
     no_grid = [table.c.grid_id.is_(None)] if grid else []
     no_street = [table.c.street_id.is_(None)] if street else []
-    place: ColumnElement[bool] = {
-        "unplaced": lambda: and_(table.c.grid_id.is_(None), table.c.street_id.is_(None), table.c.place_key.is_(None)),
-        "grid": lambda: table.c.grid_id == bindparam("grid"),
-        "street": lambda: and_(table.c.street_id == bindparam("street"), *no_grid),
-        "label": lambda: and_(table.c.place_key == bindparam("label"), *no_grid, *no_street),
-        "all": lambda: true(),
-    }[member]()
+    if member == "unplaced":
+        place: ColumnElement[bool] = and_(table.c.grid_id.is_(None), table.c.street_id.is_(None),
+                                          table.c.place_key.is_(None))
+    elif member == "grid":
+        place = table.c.grid_id == bindparam("grid")
+    elif member == "street":
+        place = and_(table.c.street_id == bindparam("street"), *no_grid)
+    elif member == "label":
+        place = and_(table.c.place_key == bindparam("label"), *no_grid, *no_street)
+    else:
+        place = true()
     return recent.where(place).order_by(table.c.created_at.desc()).limit(limit)
 
 
